@@ -1,0 +1,1 @@
+"""Placeholder: dataset sources are registered here."""

@@ -1,0 +1,140 @@
+"""The one evaluation protocol: train fresh models on a SyntheticSet, test them, aggregate."""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Sequence
+
+import torch
+
+from ..augment import DSAConfig
+from ..data import RealData
+from ..errors import ConfigError
+from ..models import get_model
+from ..synthetic import SyntheticSet
+from .protocol import Protocol, get_protocol
+from .train import accuracy, fit
+
+
+@dataclass
+class EvalResult:
+    """Accuracies in percent. `per_model`: one test accuracy per trained model; `per_class`: mean
+    over models per class. `split` says which real split was used ('test' or 'val')."""
+
+    mean: float
+    std: float
+    per_model: list[float]
+    per_class: list[float]
+    model: str
+    split: str
+    protocol: dict[str, Any]
+    train_time_s: float
+    test_time_s: float
+    num_images: int
+    labels: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.mean:.2f} ± {self.std:.2f} % ({len(self.per_model)} × {self.model}, {self.split})"
+
+
+def digits_like(real_or_name: RealData | str) -> bool:
+    """Datasets whose classes change meaning under a horizontal flip (digits)."""
+    if isinstance(real_or_name, RealData):
+        if "flip" in real_or_name.info:
+            return not real_or_name.info["flip"]
+        name = real_or_name.name
+    else:
+        name = real_or_name
+    return name in ("mnist", "mnist-5k", "digits", "mnist1d") or name.startswith("mnist")
+
+
+def train_eval_models(
+    x: torch.Tensor, y: torch.Tensor, real: RealData, protocol: Protocol, *,
+    split: str = "test", lr: float | None = None, sample_weights: torch.Tensor | None = None,
+) -> tuple[list[float], list[list[float]], float, float]:
+    """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
+    per-model per-class accuracy (%), training and testing seconds."""
+    if split not in ("test", "val"):
+        raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
+    target = real.test if split == "test" else real.val
+    if len(target) == 0:
+        raise ConfigError(f"{real.name} has an empty {split} split")
+    dsa = None
+    if protocol.augment == "dsa":
+        dsa = DSAConfig(strategy=protocol.dsa_strategy)
+        if digits_like(real) and "flip" in dsa.ops:
+            dsa = dsa.without("flip")
+    accs, per_class, t_train, t_test = [], [], 0.0, 0.0
+    for i in range(protocol.num_models):
+        seed = protocol.seed * 1000 + i
+        torch.manual_seed(seed)  # parameter initialisation of the fresh model
+        model = get_model(protocol.model, channels=real.channels, num_classes=real.num_classes,
+                          image_size=real.image_shape[1:], **protocol.model_options)
+        g = torch.Generator().manual_seed(seed)
+        t0 = time.perf_counter()
+        fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
+            momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
+            decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
+            temperature=protocol.temperature, sample_weights=sample_weights)
+        t1 = time.perf_counter()
+        acc, pc = accuracy(model, target.x, target.y, real.num_classes, batch_size=protocol.eval_batch_size,
+                           precision=protocol.precision)
+        t_test += time.perf_counter() - t1
+        t_train += t1 - t0
+        accs.append(100 * acc)
+        per_class.append([100 * a for a in pc])
+    return accs, per_class, t_train, t_test
+
+
+def evaluate(
+    synthetic: SyntheticSet,
+    real: RealData,
+    protocol: Protocol | str = "dsa",
+    *,
+    split: Literal["test", "val"] = "test",
+    **overrides: Any,
+) -> EvalResult:
+    """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
+
+    Soft labels are used only when `protocol.label_mode == 'soft'` (else their argmax); the set's
+    learned lr only when `protocol.use_learned_lr`.
+    """
+    protocol = get_protocol(protocol, **overrides)
+    if synthetic.dataset != real.name or synthetic.num_classes != real.num_classes:
+        raise ConfigError(f"synthetic set is for {synthetic.dataset!r} ({synthetic.num_classes} classes), "
+                          f"real data is {real.name!r} ({real.num_classes} classes)")
+    if tuple(synthetic.images.shape[1:]) != tuple(real.image_shape):
+        raise ConfigError(f"synthetic images {tuple(synthetic.images.shape[1:])} do not match "
+                          f"{real.name} images {real.image_shape}")
+    if protocol.label_mode == "soft":
+        if not synthetic.soft_labels:
+            raise ConfigError("protocol label_mode='soft' but the set has hard labels")
+        y = synthetic.labels.float()
+    else:
+        y = synthetic.hard_labels
+    lr = None
+    if protocol.use_learned_lr:
+        if synthetic.lr is None:
+            raise ConfigError("protocol use_learned_lr=True but the set stores no learned lr")
+        lr = float(synthetic.lr.reshape(-1)[0])
+    x = synthetic.images.detach().float()
+    accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr)
+    pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
+    return EvalResult(
+        mean=statistics.fmean(accs), std=statistics.pstdev(accs) if len(accs) > 1 else 0.0, per_model=accs,
+        per_class=pcm, model=protocol.model, split=split, protocol=protocol.as_dict(),
+        train_time_s=round(t_train, 3), test_time_s=round(t_test, 3), num_images=len(x),
+        labels=protocol.label_mode,
+    )
+
+
+def evaluate_architectures(synthetic: SyntheticSet, real: RealData, models: Sequence[str],
+                           protocol: Protocol | str = "dsa", **overrides: Any) -> dict[str, EvalResult]:
+    """Cross-architecture evaluation: the same protocol with each model in `models`."""
+    base = get_protocol(protocol, **overrides)
+    return {m: evaluate(synthetic, real, base.replace(model=m)) for m in models}

@@ -1,0 +1,134 @@
+"""Training and testing loops shared by evaluation, coreset feature networks and teachers.
+
+Speed: forward + loss + backward of each step run in one `torch.compile`d function (fused
+elementwise kernels for norm / activation / pooling), under bf16 autocast on CPUs with AMX; the
+weights, the optimiser and the loss stay in fp32. The compiled function takes the parameters as
+explicit inputs (`torch.func.functional_call`), so fresh models of one architecture reuse one compile.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..augment import DSAConfig, augment
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL-equivalent soft-label loss: target (N, K) probabilities; scaled by T^2 as in distillation."""
+    logp = F.log_softmax(logits.float() / temperature, dim=1)
+    return -(target * logp).sum(1).mean() * temperature**2
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    if target.ndim == 2:
+        return soft_cross_entropy(logits, target, temperature)
+    return F.cross_entropy(logits.float(), target)
+
+
+_STEP_CACHE: dict[tuple, Callable] = {}
+
+
+def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float) -> Callable:
+    """(params, buffers, x, y) -> loss, with grads accumulated into params' .grad via autograd."""
+
+    def step(params, buffers, x, y):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = functional_call(model, (params, buffers), (x,))
+        loss = _loss(out, y, temperature)
+        return loss
+
+    if not compile:
+        return step
+    # One compiled graph per (architecture instance type and config, precision); parameters are
+    # inputs, so a fresh model of the same architecture does not recompile.
+    key = (type(model), repr(model), bf16, temperature)
+    fn = _STEP_CACHE.get(key)
+    if fn is None:
+        fn = torch.compile(step, dynamic=False)
+        _STEP_CACHE[key] = fn
+    return fn
+
+
+@dataclass
+class FitResult:
+    final_loss: float
+    steps: int
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    generator: torch.Generator,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    batch_size: int = 256,
+    decay_at: float | None = 0.5,
+    dsa: DSAConfig | None = None,
+    precision: str = "bf16",
+    compile: bool = True,
+    temperature: float = 1.0,
+    sample_weights: torch.Tensor | None = None,
+) -> FitResult:
+    """Train `model` in place on (x, y): SGD, lr x0.1 at `decay_at` of the epochs, shuffled
+    mini-batches (last one partial, as a DataLoader without drop_last). `y` is (N,) int64 or (N, K)
+    soft targets. `dsa` augments each batch with per-image parameters."""
+    model.train()
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    step = _step_fn(model, precision == "bf16", compile and sample_weights is None, temperature)
+    n = len(x)
+    decay_epoch = int(epochs * decay_at) if decay_at else None
+    loss_val = math.nan
+    steps = 0
+    for epoch in range(epochs):
+        if epoch == decay_epoch:
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.1
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            if dsa is not None:
+                xb = augment(xb, dsa, generator)
+            loss = step(params, buffers, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+        loss_val = float(loss.detach())
+    return FitResult(final_loss=loss_val, steps=steps)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000, precision: str = "bf16") -> torch.Tensor:
+    """(N, K) float32 logits."""
+    model.eval()
+    outs = []
+    for start in range(0, len(x), batch_size):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            outs.append(model(x[start:start + batch_size]).float())
+    model.train()
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *,
+             batch_size: int = 1000, precision: str = "bf16") -> tuple[float, list[float]]:
+    """(overall accuracy, per-class accuracies) on (x, y), in [0, 1]."""
+    pred = predict(model, x, batch_size=batch_size, precision=precision).argmax(1)
+    correct = (pred == y).float()
+    per_class = []
+    for c in range(num_classes):
+        mask = y == c
+        per_class.append(float(correct[mask].mean()) if mask.any() else math.nan)
+    return float(correct.mean()), per_class

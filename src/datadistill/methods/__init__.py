@@ -1,0 +1,20 @@
+"""Distillation and selection methods behind one registry (see `base.Method`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import METHODS, Callback, Method, MethodConfig, Progress, register
+
+
+def get_method(name: str, **overrides: Any) -> Method:
+    """Instantiate method `name` with its paper-default config and `overrides` applied."""
+    return METHODS.get(name).with_overrides(overrides)
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    return METHODS.names(pattern)
+
+
+from . import coreset as _coreset  # noqa: E402,F401
+
+__all__ = ["METHODS", "Callback", "Method", "MethodConfig", "Progress", "get_method", "list_methods", "register"]

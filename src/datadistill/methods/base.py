@@ -1,0 +1,114 @@
+"""The Method contract: every distillation or selection method is a registered class with a typed
+`Config` holding the paper defaults and a `distill(real, ipc, *, seed, ...) -> SyntheticSet`."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Protocol, Sequence
+
+import torch
+
+from ..config import config_dict, update_config
+from ..data import RealData
+from ..errors import ConfigError
+from ..registry import Registry
+from ..synthetic import SyntheticSet
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: iteration `step` of `total`, optional loss, seconds since start."""
+
+    step: int
+    total: int
+    loss: float | None = None
+    elapsed: float = 0.0
+    message: str = ""
+
+
+class Callback(Protocol):
+    def __call__(self, progress: Progress) -> None: ...
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base for method configs: subclasses are frozen dataclasses whose defaults are the paper's."""
+
+    def validate(self) -> None:
+        """Raise ConfigError for out-of-range values."""
+
+
+class Method:
+    """Subclasses set `name`, `Config`, `tags` and implement `_distill`.
+
+    Tags: 'selection' (returns real images), 'soft_labels', 'needs_teacher', 'needs_experts',
+    'learns_lr'. The constructor only stores configuration.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    tags: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
+        cfg = config if config is not None else self.Config()
+        if not isinstance(cfg, self.Config):
+            raise ConfigError(f"{self.name}: config must be a {self.Config.__name__}")
+        self.config = update_config(cfg, overrides) if overrides else cfg
+        self.config.validate()
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, Any]) -> "Method":
+        return cls(update_config(cls.Config(), overrides))
+
+    def distill(
+        self,
+        real: RealData,
+        ipc: int,
+        *,
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> SyntheticSet:
+        """Distil `real` to `ipc` images per class. Deterministic given `seed`."""
+        if not isinstance(ipc, int) or ipc < 1:
+            raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
+        smallest = min(len(i) for i in real.class_index)
+        if "selection" in self.tags and ipc > smallest:
+            raise ConfigError(f"{self.name}: ipc {ipc} exceeds the smallest class ({smallest} training images)")
+        start = time.perf_counter()
+        result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
+                               callbacks=tuple(callbacks))
+        result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))
+        return result
+
+    def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
+                 callbacks: tuple[Callback, ...]) -> SyntheticSet:
+        raise NotImplementedError
+
+    # ---- helpers for subclasses ---------------------------------------------------------------
+    def make_set(self, real: RealData, images: torch.Tensor, labels: torch.Tensor, ipc: int, seed: int,
+                 **extra: Any) -> SyntheticSet:
+        return SyntheticSet(
+            images=images.detach().float().contiguous(), labels=labels, dataset=real.name,
+            class_names=list(real.class_names), mean=real.mean, std=real.std, ipc=ipc, method=self.name,
+            config=config_dict(self.config), seed=seed, **extra,
+        )
+
+    @staticmethod
+    def report(callbacks: Sequence[Callback], progress: Progress) -> None:
+        for cb in callbacks:
+            cb(progress)
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a Method subclass under its `name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    if not dataclasses.is_dataclass(cls.Config):
+        raise ValueError(f"{cls.__qualname__}.Config must be a dataclass")
+    return METHODS.register(cls.name)(cls)

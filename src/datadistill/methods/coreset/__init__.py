@@ -1,0 +1,1 @@
+"""Coreset (selection) baselines."""

@@ -1,0 +1,84 @@
+"""ConvNet-D: the standard architecture of dataset distillation (Gidaris & Komodakis style, as in
+VICO-UoE/DatasetCondensation): D blocks of conv3x3 -> norm -> activation -> pool, then linear."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from . import MODELS
+
+NORMS = ("instance", "batch", "layer", "none")
+ACTS = ("relu", "leakyrelu", "sigmoid", "gelu")
+POOLS = ("avg", "max", "none")
+
+
+def _norm(kind: str, width: int, hw: int) -> nn.Module:
+    if kind == "instance":
+        return nn.GroupNorm(width, width, affine=True)  # instance norm with affine, as the reference
+    if kind == "batch":
+        return nn.BatchNorm2d(width)
+    if kind == "layer":
+        return nn.LayerNorm([width, hw, hw], elementwise_affine=True)
+    return nn.Identity()
+
+
+def _act(kind: str) -> nn.Module:
+    return {"relu": nn.ReLU, "leakyrelu": lambda: nn.LeakyReLU(0.01), "sigmoid": nn.Sigmoid, "gelu": nn.GELU}[kind]()
+
+
+class ConvNet(nn.Module):
+    """`features` maps (N, C, H, W) to (N, width * h * w); `classifier` is one linear layer.
+
+    Single-channel 28x28 inputs get padding 3 in the first conv (32x32 inside), as the reference.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        image_size: tuple[int, int],
+        *,
+        depth: int = 3,
+        width: int = 128,
+        norm: str = "instance",
+        act: str = "relu",
+        pool: str = "avg",
+    ) -> None:
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ConfigError(f"convnet depth and width must be positive, got {depth}, {width}")
+        for value, valid, what in ((norm, NORMS, "norm"), (act, ACTS, "act"), (pool, POOLS, "pool")):
+            if value not in valid:
+                raise ConfigError(f"convnet {what} {value!r} not in {valid}")
+        h, w = image_size
+        if h != w:
+            raise ConfigError(f"convnet expects square images, got {h}x{w}")
+        hw = h
+        layers: list[nn.Module] = []
+        cin = channels
+        for d in range(depth):
+            pad = 3 if (d == 0 and channels == 1 and hw == 28) else 1
+            layers.append(nn.Conv2d(cin, width, 3, padding=pad))
+            hw = hw + 2 * pad - 2
+            layers += [_norm(norm, width, hw), _act(act)]
+            if pool != "none":
+                if hw < 2:
+                    raise ConfigError(f"convnet depth {depth} pools {image_size} below 1x1")
+                layers.append(nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2))
+                hw //= 2
+            cin = width
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.feature_dim = width * hw * hw
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@MODELS.register("convnet")
+def convnet(channels: int, num_classes: int, image_size: tuple[int, int], **kwargs) -> ConvNet:
+    return ConvNet(channels, num_classes, image_size, **kwargs)

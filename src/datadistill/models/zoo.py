@@ -1,0 +1,1 @@
+"""Placeholder: mlp, lenet, alexnet, vgg11, resnet18 are registered here."""
