@@ -5,7 +5,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 
@@ -56,9 +56,11 @@ def digits_like(real_or_name: RealData | str) -> bool:
 def train_eval_models(
     x: torch.Tensor, y: torch.Tensor, real: RealData, protocol: Protocol, *,
     split: str = "test", lr: float | None = None, sample_weights: torch.Tensor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
-    per-model per-class accuracy (%), training and testing seconds."""
+    per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
+    epochs over all models."""
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
@@ -77,10 +79,14 @@ def train_eval_models(
                           image_size=real.image_shape[1:], **protocol.model_options)
         g = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
+        on_epoch = None
+        if progress is not None:
+            base = i * protocol.epochs
+            on_epoch = lambda e, _loss, base=base: progress(base + e + 1, protocol.num_models * protocol.epochs)
         fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
             momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
-            temperature=protocol.temperature, sample_weights=sample_weights)
+            temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, target.x, target.y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
@@ -97,6 +103,7 @@ def evaluate(
     protocol: Protocol | str = "dsa",
     *,
     split: Literal["test", "val"] = "test",
+    progress: Callable[[int, int], None] | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -123,7 +130,9 @@ def evaluate(
             raise ConfigError("protocol use_learned_lr=True but the set stores no learned lr")
         lr = float(synthetic.lr.reshape(-1)[0])
     x = synthetic.images.detach().float()
-    accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr)
+    w = synthetic.weights.float() if synthetic.weights is not None else None
+    accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr,
+                                                         sample_weights=w, progress=progress)
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(
         mean=statistics.fmean(accs), std=statistics.pstdev(accs) if len(accs) > 1 else 0.0, per_model=accs,

@@ -55,6 +55,16 @@ def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float) ->
     return fn
 
 
+def _weighted_step(model, params, buffers, x, y, w, precision, temperature):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = functional_call(model, (params, buffers), (x,)).float()
+    if y.ndim == 2:
+        per = -(y * F.log_softmax(out / temperature, 1)).sum(1) * temperature**2
+    else:
+        per = F.cross_entropy(out, y, reduction="none")
+    return (per * w).sum() / w.sum().clamp_min(1e-12)
+
+
 @dataclass
 class FitResult:
     final_loss: float
@@ -78,15 +88,17 @@ def fit(
     compile: bool = True,
     temperature: float = 1.0,
     sample_weights: torch.Tensor | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Train `model` in place on (x, y): SGD, lr x0.1 at `decay_at` of the epochs, shuffled
     mini-batches (last one partial, as a DataLoader without drop_last). `y` is (N,) int64 or (N, K)
-    soft targets. `dsa` augments each batch with per-image parameters."""
+    soft targets. `dsa` augments each batch with per-image parameters. `on_epoch(epoch, loss)` is
+    called after each epoch. `sample_weights` (N,) weight each example's loss."""
     model.train()
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    step = _step_fn(model, precision == "bf16", compile and sample_weights is None, temperature)
+    step = _step_fn(model, precision == "bf16", compile, temperature)
     n = len(x)
     decay_epoch = int(epochs * decay_at) if decay_at else None
     loss_val = math.nan
@@ -101,12 +113,17 @@ def fit(
             xb, yb = x[idx], y[idx]
             if dsa is not None:
                 xb = augment(xb, dsa, generator)
-            loss = step(params, buffers, xb, yb)
+            if sample_weights is not None:
+                loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx], precision, temperature)
+            else:
+                loss = step(params, buffers, xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             steps += 1
         loss_val = float(loss.detach())
+        if on_epoch is not None:
+            on_epoch(epoch, loss_val)
     return FitResult(final_loss=loss_val, steps=steps)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -19,7 +20,13 @@ def get_model(
     name: str, *, channels: int, num_classes: int, image_size: tuple[int, int], **kwargs: Any
 ) -> nn.Module:
     """Build model `name` for inputs (N, channels, *image_size) and `num_classes` outputs."""
-    return MODELS.get(name)(channels, num_classes, tuple(image_size), **kwargs)
+    factory = MODELS.get(name)
+    try:
+        return factory(channels, num_classes, tuple(image_size), **kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise ConfigError(f"model {name!r}: {str(e).split(': ', 1)[-1]}") from None
+        raise
 
 
 def list_models(pattern: str = "*") -> list[str]:

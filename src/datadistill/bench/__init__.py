@@ -1,0 +1,1 @@
+"""Benchmark grid runner (resumable, one JSON per cell) and BENCHMARKS.md generator."""

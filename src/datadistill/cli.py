@@ -1,0 +1,278 @@
+"""Command-line interface: `datadistill distill|evaluate|show|export|list|bench|demo`.
+
+Library errors (`DatadistillError`) become a one-line message on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from .errors import DatadistillError, RunDirError
+
+log = logging.getLogger("datadistill")
+
+
+class _Bar:
+    """tqdm progress bar fed by `(done, total)` or `Progress` callbacks; shows ETA."""
+
+    def __init__(self, desc: str, disable: bool) -> None:
+        self.desc, self.disable, self.bar = desc, disable, None
+
+    def __call__(self, done: Any, total: int | None = None) -> None:
+        loss = None
+        if total is None:  # a methods.Progress
+            done, total, loss = done.step, done.total, done.loss
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, disable=self.disable, leave=False, dynamic_ncols=True)
+        self.bar.n = done
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where the dataset's files are (default: the source's standard place)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from train (default 0.1)")
+
+
+def _add_protocol_args(p: argparse.ArgumentParser, default: str = "dsa") -> None:
+    p.add_argument("--protocol", default=default, help=f"evaluation protocol preset: dc | dsa (default {default})")
+    p.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a protocol field, e.g. --eval-set num_models=3 (repeatable)")
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise RunDirError(f"{out}: already exists and is not empty; choose another --out or pass --force")
+
+
+def _protocol(args: argparse.Namespace):
+    from .config import parse_set_options
+    from .evaluation import get_protocol
+
+    return get_protocol(args.protocol, **parse_set_options(args.eval_set))
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from . import load_dataset
+    from .config import load_yaml_config, parse_set_options
+    from .export import save_grid
+    from .methods import METHODS
+
+    out = Path(args.out)
+    _prepare_out(out, args.force)
+    cls = METHODS.get(args.method)
+    overrides: dict[str, Any] = {}
+    if args.config:
+        overrides.update(load_yaml_config(args.config))
+    overrides.update(parse_set_options(args.set))
+    method = cls.with_overrides(overrides)
+    protocol = _protocol(args) if args.evaluate else None
+    real = load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction)
+    bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
+    try:
+        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar])
+    finally:
+        bar.close()
+    syn.save(out)
+    save_grid(syn, out / "grid.png")
+    msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
+    if protocol is not None:
+        _evaluate_into(out, syn, real, protocol, args.quiet)
+        msg += f"; test accuracy {syn.meta['evaluation'][protocol.model]['mean']:.2f}%"
+    print(msg)
+    return 0
+
+
+def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = ()) -> dict:
+    from .evaluation import evaluate
+    from .report import write_report
+
+    results = {}
+    for model in models or [protocol.model]:
+        p = protocol.replace(model=model)
+        bar = _Bar(f"evaluate {model}", quiet)
+        try:
+            results[model] = evaluate(syn, real, p, progress=bar).as_dict()
+        finally:
+            bar.close()
+    syn.meta.setdefault("evaluation", {}).update(results)
+    syn.save(run_dir)  # manifest now carries the evaluation
+    write_report(run_dir, syn, {f"{syn.method} / {m}": r for m, r in results.items()})
+    return results
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import load_dataset
+    from .synthetic import SyntheticSet
+
+    syn = SyntheticSet.load(args.dir)
+    real = load_dataset(syn.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction)
+    protocol = _protocol(args)
+    models = [m for m in args.models.split(",") if m] if args.models else []
+    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
+    for model, r in results.items():
+        print(f"{model}: {r['mean']:.2f} ± {r['std']:.2f} % over {len(r['per_model'])} models "
+              f"({r['train_time_s']:.0f} s training)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .export import save_grid
+    from .synthetic import SyntheticSet
+
+    syn = SyntheticSet.load(args.dir)
+    out = Path(args.out) if args.out else Path(args.dir) / "grid.png"
+    save_grid(syn, out, max_per_class=args.per_class, scale=args.scale)
+    print(out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_folder, export_npz
+    from .synthetic import SyntheticSet
+
+    syn = SyntheticSet.load(args.dir)
+    if args.to == "folder":
+        out = export_folder(syn, args.out or Path(args.dir) / "images", force=args.force)
+    else:
+        out = export_npz(syn, args.out or Path(args.dir) / "synthetic.npz", force=args.force)
+    print(out)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import list_datasets, list_methods, list_models
+    from .evaluation import PRESETS
+
+    what = {"methods": list_methods, "datasets": list_datasets, "models": list_models,
+            "protocols": lambda: sorted(PRESETS)}
+    for name in what[args.what]():
+        print(name)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import BenchGrid, run_grid
+    from .bench.tables import write_benchmarks_md
+
+    results = Path(args.results)
+    if not args.report_only:
+        grid = BenchGrid(
+            dataset=args.dataset, methods=tuple(m for m in args.methods.split(",") if m),
+            ipcs=tuple(int(i) for i in args.ipc.split(",") if i), seeds=tuple(int(s) for s in args.seeds.split(",")),
+            protocol=args.protocol, protocol_overrides=tuple(args.eval_set), data_dir=args.data_dir,
+            full_data=args.full_data, method_overrides=tuple(args.set),
+        )
+        run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells)
+    out = write_benchmarks_md(results, Path(args.markdown))
+    print(out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(Path(args.out), data_dir=args.data_dir, force=args.force, quiet=args.quiet)
+    print(report.read_text())
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="datadistill", description="Dataset distillation and its fair evaluation.")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", "-v", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("distill", help="distil a dataset into a run directory")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--method", required=True)
+    d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument("--out", required=True, help="run directory (must not exist, or be empty, unless --force)")
+    d.add_argument("--config", help="YAML file of method config overrides")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true", help="replace files in an existing run directory")
+    d.add_argument("--evaluate", action="store_true", help="evaluate the result with --protocol afterwards")
+    _add_data_args(d)
+    _add_protocol_args(d)
+    d.set_defaults(func=cmd_distill)
+
+    e = sub.add_parser("evaluate", help="train fresh models on a distilled set and test them")
+    e.add_argument("dir")
+    e.add_argument("--models", help="comma-separated architectures (cross-architecture evaluation)")
+    _add_data_args(e)
+    _add_protocol_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("show", help="draw a PNG grid of a distilled set")
+    s.add_argument("dir")
+    s.add_argument("--out")
+    s.add_argument("--per-class", type=int, default=10)
+    s.add_argument("--scale", type=int, default=2)
+    s.set_defaults(func=cmd_show)
+
+    x = sub.add_parser("export", help="export a distilled set as an image folder or .npz")
+    x.add_argument("dir")
+    x.add_argument("--to", choices=("folder", "npz"), required=True)
+    x.add_argument("--out")
+    x.add_argument("--force", action="store_true")
+    x.set_defaults(func=cmd_export)
+
+    ls = sub.add_parser("list", help="list registered names")
+    ls.add_argument("what", choices=("methods", "datasets", "models", "protocols"))
+    ls.set_defaults(func=cmd_list)
+
+    b = sub.add_parser("bench", help="run a resumable benchmark grid and regenerate BENCHMARKS.md")
+    b.add_argument("--dataset", default="fashion-mnist")
+    b.add_argument("--methods", default="random")
+    b.add_argument("--ipc", default="1,10,50")
+    b.add_argument("--seeds", default="0")
+    b.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="method config override for the grid, e.g. best-of-random.candidates=5")
+    b.add_argument("--full-data", action="store_true", help="also run the (cached) full-data reference")
+    b.add_argument("--results", default="benchmarks/results")
+    b.add_argument("--markdown", default="BENCHMARKS.md")
+    b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")
+    b.add_argument("--max-cells", type=int, help="stop after this many new cells")
+    _add_data_args(b)
+    _add_protocol_args(b, default="dc")
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("demo", help="distil Fashion-MNIST to 10 images/class, evaluate against random, report")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--force", action="store_true")
+    _add_data_args(m)
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except DatadistillError as e:
+        print(f"datadistill: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("datadistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
