@@ -3,6 +3,7 @@ VICO-UoE/DatasetCondensation): D blocks of conv3x3 -> norm -> activation -> pool
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -11,6 +12,22 @@ from . import MODELS
 NORMS = ("instance", "batch", "layer", "none")
 ACTS = ("relu", "leakyrelu", "sigmoid", "gelu")
 POOLS = ("avg", "max", "none")
+
+
+class PatchConv2d(nn.Conv2d):
+    """A Conv2d computed as unfold + matmul. Same parameters and result as nn.Conv2d; used for the
+    first layer when it has few input channels (1 or 3): oneDNN's kernels for C_in = 1 are slow on
+    CPU (the weight gradient above all), while this form is one small-K matmul that runs in bf16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+        cols = F.unfold(x, (kh, kw), padding=(ph, pw))  # (N, C*kh*kw, oh*ow)
+        out = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1)
+        return out.view(n, self.out_channels, oh, ow)
 
 
 def _norm(kind: str, width: int, hw: int) -> nn.Module:
@@ -59,7 +76,8 @@ class ConvNet(nn.Module):
         cin = channels
         for d in range(depth):
             pad = 3 if (d == 0 and channels == 1 and hw == 28) else 1
-            layers.append(nn.Conv2d(cin, width, 3, padding=pad))
+            conv = PatchConv2d if cin * 9 <= 27 else nn.Conv2d
+            layers.append(conv(cin, width, 3, padding=pad))
             hw = hw + 2 * pad - 2
             layers += [_norm(norm, width, hw), _act(act)]
             if pool != "none":

@@ -60,7 +60,7 @@ def lloyd(x: torch.Tensor, k: int, generator: torch.Generator, iterations: int) 
 def nearest_distinct(dist: torch.Tensor) -> torch.Tensor:
     """(n, k) distances -> (k,) distinct positions: centroid j (in order) gets its nearest point not
     already given to an earlier centroid."""
-    order = dist.argsort(0, stable=True)
+    order = dist.argsort(dim=0, stable=True)
     taken: set[int] = set()
     out = []
     for j in range(dist.shape[1]):
