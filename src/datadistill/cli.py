@@ -86,6 +86,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar])
     finally:
         bar.close()
+    if args.data_dir:
+        syn.meta["data_dir"] = str(Path(args.data_dir).resolve())
     syn.save(out)
     save_grid(syn, out / "grid.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
@@ -118,9 +120,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import load_dataset
     from .synthetic import SyntheticSet
 
-    syn = SyntheticSet.load(args.dir)
-    real = load_dataset(syn.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction)
     protocol = _protocol(args)
+    syn = SyntheticSet.load(args.dir)
+    # The data location recorded at distillation time is used unless --data-dir is given.
+    data_dir = args.data_dir or syn.meta.get("data_dir")
+    real = load_dataset(syn.dataset, data_dir=data_dir, val_fraction=args.val_fraction)
     models = [m for m in args.models.split(",") if m] if args.models else []
     results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
     for model, r in results.items():

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import yaml
+
 from ..config import update_config
 from ..errors import ConfigError
 
@@ -56,9 +58,18 @@ class Protocol:
         return dict(self.model_kwargs)
 
     def replace(self, **changes: Any) -> "Protocol":
-        if "model_kwargs" in changes and isinstance(changes["model_kwargs"], dict):
-            changes["model_kwargs"] = tuple(sorted(changes["model_kwargs"].items()))
-        return update_config(self, changes)
+        """A copy with `changes` (strings are parsed; `model_kwargs` takes a dict or a YAML mapping
+        such as '{width: 64}')."""
+        kwargs = changes.pop("model_kwargs", None)
+        new = update_config(self, changes) if changes else self
+        if kwargs is not None:
+            if isinstance(kwargs, str):
+                kwargs = yaml.safe_load(kwargs) or {}
+            if not isinstance(kwargs, (dict, tuple, list)):
+                raise ConfigError(f"protocol model_kwargs must be a mapping, got {kwargs!r}")
+            items = kwargs.items() if isinstance(kwargs, dict) else kwargs
+            new = dataclasses.replace(new, model_kwargs=tuple(sorted((str(k), v) for k, v in items)))
+        return new
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -1,0 +1,119 @@
+"""The command line: the happy path on a tiny dataset, and every bad-input case exits 2 with one line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from datadistill.cli import main
+from conftest import write_tiny_npz
+
+FAST_EVAL = ["--eval-set", "epochs=3", "--eval-set", "num_models=1", "--eval-set", "compile=false",
+             "--eval-set", "model_kwargs={width: 8}"]
+
+
+@pytest.fixture
+def npz(tmp_path):
+    p = tmp_path / "tiny.npz"
+    write_tiny_npz(p)
+    return p
+
+
+def run(argv, capsys):
+    code = main(["-q", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_distill_evaluate_show_export(tmp_path, npz, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random",
+                             "--ipc", "2", "--out", str(out), "--evaluate", "--protocol", "dc", *FAST_EVAL], capsys)
+    assert code == 0, err
+    for f in ("synthetic.safetensors", "manifest.json", "grid.png", "report.md"):
+        assert (out / f).is_file(), f
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["evaluation"]["convnet"]["protocol"]["epochs"] == 3
+    code, stdout, _ = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
+                           "--models", "convnet,mlp"], capsys)
+    assert code == 0 and "mlp" in stdout
+    assert set(json.loads((out / "manifest.json").read_text())["evaluation"]) == {"convnet", "mlp"}
+    code, stdout, _ = run(["show", str(out), "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 0 and (tmp_path / "g.png").is_file()
+    code, _, _ = run(["export", str(out), "--to", "npz", "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 0 and (tmp_path / "s.npz").is_file()
+    code, _, _ = run(["export", str(out), "--to", "folder", "--out", str(tmp_path / "imgs")], capsys)
+    assert code == 0 and len(list((tmp_path / "imgs").rglob("*.png"))) == 8
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random",
+                        "--ipc", "1", "--out", str(out)], capsys)
+    assert code == 2 and "--force" in err and err.count("\n") == 1
+    assert (out / "keep.txt").read_text() == "precious"
+    code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random",
+                        "--ipc", "1", "--out", str(out), "--force"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["distill", "--dataset", "nope", "--method", "random", "--ipc", "1", "--out", "X"], "valid: "),
+    (["distill", "--dataset", "tensors", "--method", "nope", "--ipc", "1", "--out", "X"], "unknown method 'nope'"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "0", "--out", "X"], "ipc"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--set", "bogus=1"],
+     "unknown config key 'bogus'"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--set", "noequals"],
+     "key=value"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--config", "missing.yaml"],
+     "missing.yaml"),
+    (["evaluate", "does-not-exist"], "missing"),
+    (["evaluate", "X", "--protocol", "nope"], "nope"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, npz, capsys, monkeypatch, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "distill" and "nope" not in argv[2]:
+        argv += ["--data-dir", str(npz)]
+    if argv[:2] == ["evaluate", "X"]:
+        from datadistill import distill, load_dataset
+
+        distill(load_dataset("tensors", data_dir=npz), "random", 1).save(tmp_path / "X")
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert needle in err
+    assert err.startswith("datadistill: error:") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_list_and_console_script():
+    proc = subprocess.run([sys.executable, "-m", "datadistill.cli", "list", "methods"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "random" in proc.stdout.split()
+    proc = subprocess.run([sys.executable, "-m", "datadistill.cli", "list", "models"], capture_output=True, text=True)
+    assert "convnet" in proc.stdout.split()
+    proc = subprocess.run([sys.executable, "-m", "datadistill.cli", "distill", "--dataset", "nope", "--method",
+                           "random", "--ipc", "1", "--out", "x"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
+    results = tmp_path / "results"
+    md = tmp_path / "BENCHMARKS.md"
+    argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random,class-mean", "--ipc", "1,2",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(md)]
+    code, _, err = run([*argv, "--max-cells", "3"], capsys)
+    assert code == 0, err
+    assert len(list(results.glob("*.json"))) == 3  # stopped midway, as a kill would
+    first = {p.name: p.stat().st_mtime_ns for p in results.glob("*.json")}
+    code, _, _ = run(argv, capsys)
+    assert code == 0
+    cells = list(results.glob("*.json"))
+    assert len(cells) == 4
+    assert all(first[n] == (results / n).stat().st_mtime_ns for n in first)  # done cells were skipped
+    row = json.loads(cells[0].read_text())
+    assert {"method", "ipc", "seed", "evaluation", "distill_wall_time_s", "storage_bytes"} <= set(row)
+    text = md.read_text()
+    assert "| random |" in text and "| class-mean |" in text and "IPC 2" in text

@@ -1,0 +1,123 @@
+"""The evaluation protocol on tiny data: result fields, label modes, learned lr, splits, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datadistill import SyntheticSet, evaluate
+from datadistill.errors import ConfigError
+from datadistill.evaluation import Protocol, full_data_reference, get_protocol, ReferenceRecipe
+from datadistill.evaluation.train import fit, soft_cross_entropy
+
+
+def real_subset(real, ipc=3, soft=False) -> SyntheticSet:
+    idx = torch.cat([i[:ipc] for i in real.class_index])
+    labels = real.train.y[idx]
+    if soft:
+        labels = torch.full((len(idx), real.num_classes), 1.0 / real.num_classes)  # uninformative
+    return SyntheticSet(images=real.train.x[idx], labels=labels, dataset=real.name, class_names=real.class_names,
+                        mean=real.mean, std=real.std, ipc=ipc, method="random")
+
+
+FAST = dict(epochs=30, num_models=2, compile=False, model_kwargs={"width": 16})
+
+
+def test_evaluate_learns_tiny_task(tiny_real):
+    r = evaluate(real_subset(tiny_real), tiny_real, "dsa", **FAST)
+    assert len(r.per_model) == 2 and len(r.per_class) == tiny_real.num_classes
+    assert r.mean > 60  # 4 classes: chance is 25
+    assert r.split == "test" and r.protocol["epochs"] == 30 and r.labels == "hard"
+    assert r.train_time_s > 0 and r.num_images == 12
+
+
+def test_evaluate_is_deterministic(tiny_real):
+    a = evaluate(real_subset(tiny_real), tiny_real, "dc", **FAST)
+    b = evaluate(real_subset(tiny_real), tiny_real, "dc", **FAST)
+    assert a.per_model == b.per_model
+
+
+def test_soft_labels_used_only_in_soft_mode(tiny_real):
+    """Uniform soft labels carry no information: soft-mode training cannot learn, hard-mode
+    training on the argmax of the same set ignores them."""
+    syn = real_subset(tiny_real, soft=True)
+    soft = evaluate(syn, tiny_real, "dc", label_mode="soft", **FAST)
+    assert soft.labels == "soft"
+    assert soft.mean < 50
+    with pytest.raises(ConfigError, match="hard labels"):
+        evaluate(real_subset(tiny_real), tiny_real, "dc", label_mode="soft", **FAST)
+
+
+def test_learned_lr_honoured_only_when_asked(tiny_real):
+    syn = real_subset(tiny_real)
+    with pytest.raises(ConfigError, match="learned lr"):
+        evaluate(syn, tiny_real, "dc", use_learned_lr=True, **FAST)
+    syn.lr = torch.tensor([0.0])  # a zero learning rate: nothing is learned
+    frozen = evaluate(syn, tiny_real, "dc", use_learned_lr=True, **FAST)
+    normal = evaluate(syn, tiny_real, "dc", **FAST)
+    assert frozen.mean < normal.mean
+
+
+def test_validation_split_and_bad_split(tiny_real):
+    r = evaluate(real_subset(tiny_real), tiny_real, "dc", split="val", **FAST)
+    assert r.split == "val"
+    with pytest.raises(ConfigError):
+        evaluate(real_subset(tiny_real), tiny_real, "dc", split="train", **FAST)
+
+
+def test_mismatched_set_rejected(tiny_real):
+    syn = real_subset(tiny_real)
+    syn.dataset = "other"
+    with pytest.raises(ConfigError, match="other"):
+        evaluate(syn, tiny_real, "dc", **FAST)
+
+
+def test_protocol_presets_and_validation():
+    assert get_protocol("dc").epochs == 300 and get_protocol("dc").augment == "none"
+    assert get_protocol("dsa").epochs == 1000 and get_protocol("dsa").augment == "dsa"
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        get_protocol("nope")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        get_protocol("dc", epoch=3)
+    with pytest.raises(ConfigError):
+        get_protocol("dc", epochs=0)
+    with pytest.raises(ConfigError):
+        Protocol(augment="mixup")  # type: ignore[arg-type]
+    assert get_protocol("dc", epochs="12").epochs == 12  # strings from --eval-set are parsed
+
+
+def test_compiled_bf16_matches_eager_closely(tiny_real):
+    """The fast path (torch.compile) computes the same training as eager code."""
+    from datadistill.models import get_model
+
+    x, y = tiny_real.train.x[:16], tiny_real.train.y[:16]
+    outs = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        m = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8)
+        fit(m, x, y, epochs=3, lr=0.01, generator=torch.Generator().manual_seed(0), precision="fp32", compile=compile)
+        outs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert torch.allclose(outs[0], outs[1], atol=1e-4)
+
+
+def test_soft_cross_entropy_equals_ce_for_one_hot():
+    logits = torch.randn(5, 3)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    onehot = torch.nn.functional.one_hot(y, 3).float()
+    assert torch.allclose(soft_cross_entropy(logits, onehot), torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_full_data_reference_is_cached(tiny_real, tmp_path):
+    recipe = ReferenceRecipe(epochs=2, augment="none")
+    from datadistill.evaluation import reference as ref_mod
+
+    a = full_data_reference(tiny_real, recipe, cache_dir=tmp_path)
+    files = list(tmp_path.glob("reference-*.json"))
+    assert len(files) == 1 and a["n_train"] == len(tiny_real.train)
+    calls = []
+    orig = ref_mod.train_eval_models
+    ref_mod.train_eval_models = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        b = full_data_reference(tiny_real, recipe, cache_dir=tmp_path)
+    finally:
+        ref_mod.train_eval_models = orig
+    assert calls == [] and b == a
