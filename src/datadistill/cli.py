@@ -186,6 +186,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speed(args: argparse.Namespace) -> int:
+    from .bench.speed import evaluation_speed
+    from .bench.tables import write_benchmarks_md
+
+    row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
+                           results_dir=Path(args.results), paths=tuple(args.paths.split(",")), quiet=args.quiet)
+    print(", ".join(f"{k}: {v}" for k, v in row["figures"].items()))
+    write_benchmarks_md(Path(args.results), Path(args.markdown))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -255,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(b)
     _add_protocol_args(b, default="dc")
     b.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("speed", help="evaluation speed: eager fp32 against the fast path, side by side")
+    sp.add_argument("--dataset", default="fashion-mnist")
+    sp.add_argument("--ipc", type=int, default=10)
+    sp.add_argument("--epochs", type=int, default=1000)
+    sp.add_argument("--paths", default="eager-fp32,fast", help="comma-separated: eager-fp32, eager-bf16, fast")
+    sp.add_argument("--results", default="benchmarks/results")
+    sp.add_argument("--markdown", default="BENCHMARKS.md")
+    _add_data_args(sp)
+    sp.set_defaults(func=cmd_speed)
 
     m = sub.add_parser("demo", help="distil Fashion-MNIST to 10 images/class, evaluate against random, report")
     m.add_argument("--out", default="runs/demo")
