@@ -74,9 +74,10 @@ def train_eval_models(
     accs, per_class, t_train, t_test = [], [], 0.0, 0.0
     for i in range(protocol.num_models):
         seed = protocol.seed * 1000 + i
-        torch.manual_seed(seed)  # parameter initialisation of the fresh model
-        model = get_model(protocol.model, channels=real.channels, num_classes=real.num_classes,
-                          image_size=real.image_shape[1:], **protocol.model_options)
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched
+            torch.manual_seed(seed)
+            model = get_model(protocol.model, channels=real.channels, num_classes=real.num_classes,
+                              image_size=real.image_shape[1:], **protocol.model_options)
         g = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
         on_epoch = None

@@ -17,17 +17,19 @@ POOLS = ("avg", "max", "none")
 class PatchConv2d(nn.Conv2d):
     """A Conv2d computed as unfold + matmul. Same parameters and result as nn.Conv2d; used for the
     first layer when it has few input channels (1 or 3): oneDNN's kernels for C_in = 1 are slow on
-    CPU (the weight gradient above all), while this form is one small-K matmul that runs in bf16."""
+    CPU (the weight gradient above all), while this is one small-K matmul that runs in bf16. The
+    output is channels-last in memory (an (N, C, H, W) view of an (N, H, W, C) tensor), the layout
+    in which the compiled norm / activation / pooling kernels that follow are fastest."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
         cols = F.unfold(x, (kh, kw), padding=(ph, pw))  # (N, C*kh*kw, oh*ow)
-        out = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)
+        out = torch.matmul(cols.transpose(1, 2), self.weight.reshape(self.out_channels, -1).t())  # (N, L, O)
         if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1)
-        return out.view(n, self.out_channels, oh, ow)
+            out = out + self.bias.to(out.dtype)
+        return out.view(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
 
 
 def _norm(kind: str, width: int, hw: int) -> nn.Module:
