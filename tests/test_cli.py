@@ -71,6 +71,8 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
      "key=value"),
     (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--config", "missing.yaml"],
      "missing.yaml"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--data-option", "bogus=1"],
+     "bogus"),
     (["evaluate", "does-not-exist"], "missing"),
     (["evaluate", "X", "--protocol", "nope"], "nope"),
 ])

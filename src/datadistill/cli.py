@@ -45,6 +45,23 @@ class _Bar:
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the dataset's files are (default: the source's standard place)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved from train (default 0.1)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset source option, e.g. image_size=32, channels=3, download=true (repeatable)")
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    import yaml
+
+    from .config import parse_set_options
+
+    return {k: yaml.safe_load(v) for k, v in parse_set_options(args.data_option).items()}
+
+
+def _load_real(args: argparse.Namespace, name: str, data_dir: str | None = None, options: dict | None = None):
+    from . import load_dataset
+
+    opts = {**(options or {}), **_data_options(args)}
+    return load_dataset(name, data_dir=args.data_dir or data_dir, val_fraction=args.val_fraction, **opts), opts
 
 
 def _add_protocol_args(p: argparse.ArgumentParser, default: str = "dsa") -> None:
@@ -66,7 +83,6 @@ def _protocol(args: argparse.Namespace):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from . import load_dataset
     from .config import load_yaml_config, parse_set_options
     from .export import save_grid
     from .methods import METHODS
@@ -80,7 +96,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     overrides.update(parse_set_options(args.set))
     method = cls.with_overrides(overrides)
     protocol = _protocol(args) if args.evaluate else None
-    real = load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=args.val_fraction)
+    real, data_options = _load_real(args, args.dataset)
     bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
     try:
         syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar])
@@ -88,6 +104,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         bar.close()
     if args.data_dir:
         syn.meta["data_dir"] = str(Path(args.data_dir).resolve())
+    if data_options:
+        syn.meta["data_options"] = data_options
     syn.save(out)
     save_grid(syn, out / "grid.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
@@ -117,14 +135,12 @@ def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequ
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import load_dataset
     from .synthetic import SyntheticSet
 
     protocol = _protocol(args)
     syn = SyntheticSet.load(args.dir)
     # The data location recorded at distillation time is used unless --data-dir is given.
-    data_dir = args.data_dir or syn.meta.get("data_dir")
-    real = load_dataset(syn.dataset, data_dir=data_dir, val_fraction=args.val_fraction)
+    real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
     models = [m for m in args.models.split(",") if m] if args.models else []
     results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
     for model, r in results.items():
@@ -179,6 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             ipcs=tuple(int(i) for i in args.ipc.split(",") if i), seeds=tuple(int(s) for s in args.seeds.split(",")),
             protocol=args.protocol, protocol_overrides=tuple(args.eval_set), data_dir=args.data_dir,
             full_data=args.full_data, method_overrides=tuple(args.set),
+            data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
         )
         run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells)
     out = write_benchmarks_md(results, Path(args.markdown))

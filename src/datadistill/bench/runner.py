@@ -29,6 +29,14 @@ class BenchGrid:
     method_overrides: tuple[str, ...] = ()  # "method.key=value"
     data_dir: str | None = None
     full_data: bool = False
+    data_options: tuple[tuple[str, Any], ...] = ()
+    val_fraction: float = 0.1
+
+    def load_real(self):
+        from .. import load_dataset
+
+        return load_dataset(self.dataset, data_dir=self.data_dir, val_fraction=self.val_fraction,
+                            **dict(self.data_options))
 
     def protocol_tag(self) -> str:
         if not self.protocol_overrides:
@@ -61,7 +69,7 @@ def _machine() -> dict[str, Any]:
 
 def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cells: int | None = None) -> list[Path]:
     """Run every missing cell of `grid`; return the paths written now."""
-    from .. import __version__, load_dataset
+    from .. import __version__
     from ..evaluation import evaluate, full_data_reference, get_protocol
     from ..methods import METHODS
     from ..synthetic import _git_revision
@@ -76,7 +84,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     todo = [c for c in cells if not (results_dir / cell_name(grid.dataset, c[0], c[1], c[2], grid.protocol_tag(),
                                                              grid.overrides_for(c[0]))).exists()]
     if grid.full_data:
-        real = load_dataset(grid.dataset, data_dir=grid.data_dir)
+        real = grid.load_real()
         bar = _bar(quiet, "full-data reference")
         ref = full_data_reference(real, cache_dir=results_dir, progress=bar)
         bar.close()
@@ -88,7 +96,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         overrides = grid.overrides_for(method)
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
         if real is None:
-            real = load_dataset(grid.dataset, data_dir=grid.data_dir)
+            real = grid.load_real()
         m = METHODS.get(method).with_overrides(overrides)
         t0 = time.perf_counter()
         bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}")

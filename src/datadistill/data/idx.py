@@ -130,14 +130,30 @@ def _expected_names() -> str:
     return ", ".join(f"{s}(.gz)" for s in IDX_FILES.values())
 
 
+FASHION_MNIST_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+# Checksums of the upstream gzip files (the Debian package's files are recompressed, so they are
+# read without any checksum; only downloads are checked).
+FASHION_MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+
 @DATASETS.register("fashion-mnist")
 def fashion_mnist(
-    data_dir: Path | None, *, val_fraction: float, split_seed: int, **options: Any
+    data_dir: Path | None, *, val_fraction: float, split_seed: int, download: bool = False, **options: Any
 ) -> RealData:
     """Fashion-MNIST: 60k/10k grey 28x28 images of 10 clothing classes.
-    Default directory: the Debian package `dataset-fashion-mnist`."""
-    reject_options("fashion-mnist", options)
+    Default directory: the Debian package `dataset-fashion-mnist`. With `data_dir` and
+    `download=True`, missing files are fetched into `data_dir` from the upstream mirror."""
+    reject_options("fashion-mnist", options, ["download"])
     directory = data_dir or FASHION_MNIST_DIR
+    if download and data_dir is not None and missing_idx(data_dir):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        wanted = [s + ".gz" for s in missing_idx(data_dir)]
+        fetch_files(wanted, data_dir, FASHION_MNIST_MIRRORS, FASHION_MNIST_MD5, what="Fashion-MNIST")
     if not directory.is_dir():
         raise DataError(
             f"Fashion-MNIST not found in {directory}: `apt-get install dataset-fashion-mnist` "
