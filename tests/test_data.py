@@ -493,3 +493,53 @@ def test_class_index_and_sample_class(tmp_path):
     many = real.sample_class(1, 50, torch.Generator().manual_seed(0))  # more than the class holds
     assert many.shape == (50, 1, 2, 2)
     assert torch.equal(many, real.sample_class(1, 50, torch.Generator().manual_seed(0)))
+
+
+# ---------------------------------------------------------------- contract over every source
+
+
+def _source_inputs(name: str, root: Path) -> tuple[Path | None, dict]:
+    """A minimal valid input for each registered source: (data_dir, options)."""
+    if name in ("fashion-mnist", "mnist"):
+        make_idx_dir(root / name)
+        return root / name, {}
+    if name == "cifar10":
+        return make_cifar10(root)["folder"], {}
+    if name == "cifar100":
+        rng = np.random.default_rng(3)
+        folder = root / "cifar-100-binary"
+        folder.mkdir(parents=True)
+        (folder / "train.bin").write_bytes(cifar_records(np.arange(200) % 100, rng, coarse=True)[0])
+        (folder / "test.bin").write_bytes(cifar_records(np.arange(100), rng, coarse=True)[0])
+        return folder, {}
+    if name == "folder":
+        return make_image_folder(root / "imgs", per_class=10), {}
+    if name == "tensors":
+        path = root / "t.npz"
+        rng = np.random.default_rng(4)
+        np.savez(path, x=rng.integers(0, 256, (40, 5, 5), dtype=np.uint8), y=np.arange(40) % 4)
+        return path, {}
+    if name in ("mnist-5k", "digits", "mnist1d"):
+        return None, {}  # bundled with their packages
+    raise AssertionError(f"no contract-test input for dataset source {name!r}: add one here")
+
+
+@pytest.mark.parametrize("name", list_datasets())
+def test_every_source_honours_the_realdata_contract(tmp_path, name):
+    data_dir, options = _source_inputs(name, tmp_path)
+    real = load_dataset(name, data_dir=data_dir, val_fraction=0.2, split_seed=0, **options)
+    k = real.num_classes
+    assert len(real.class_names) == k and len(set(real.class_names)) == k
+    assert len(real.mean) == len(real.std) == real.channels and all(s > 0 for s in real.std)
+    assert isinstance(real.info.get("flip"), bool)
+    for split in (real.train, real.val, real.test):
+        assert len(split) > 0
+        assert split.x.dtype == torch.float32 and split.y.dtype == torch.int64
+        assert tuple(split.x.shape[1:]) == real.image_shape and torch.isfinite(split.x).all()
+        assert int(split.y.min()) >= 0 and int(split.y.max()) < k
+    # validation is carved from train: same seed, same split; another seed, another split
+    again = load_dataset(name, data_dir=data_dir, val_fraction=0.2, split_seed=0, **options)
+    assert torch.equal(again.val.x, real.val.x) and torch.equal(again.train.y, real.train.y)
+    g = torch.Generator().manual_seed(0)
+    c = int(real.train.y[0])
+    assert (real.sample_class(c, 2, g).shape[1:]) == real.image_shape

@@ -107,7 +107,7 @@ def test_soft_cross_entropy_equals_ce_for_one_hot():
 
 
 def test_full_data_reference_is_cached(tiny_real, tmp_path):
-    recipe = ReferenceRecipe(epochs=2, augment="none")
+    recipe = ReferenceRecipe(epochs=2, augment="none", compile=False)
     from datadistill.evaluation import reference as ref_mod
 
     a = full_data_reference(tiny_real, recipe, cache_dir=tmp_path)
