@@ -184,3 +184,31 @@ def test_convnet_mnist_gets_reference_32x32_first_map():
         first = model.features[0](images(1, 28))
     assert first.shape == (BATCH, 128, 32, 32)
     assert model.feature_dim == 128 * 4 * 4
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 16)])
+def test_convnet_fused_first_block_equals_conv_then_instance_norm(channels, size):
+    """The first block's instance norm computed from patch statistics is the plain conv -> norm
+    path, in outputs and in gradients w.r.t. the input and every parameter."""
+    torch.manual_seed(0)
+    model = get_model("convnet", channels=channels, num_classes=10, image_size=(size, size), width=16)
+    assert model.fused_first_block
+    with torch.no_grad():
+        model.features[1].weight.uniform_(0.5, 1.5)
+        model.features[1].bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, channels, size, size, requires_grad=True)
+    results = []
+    for fused in (True, False):
+        model.fused_first_block = fused
+        out = model(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *model.parameters()])
+        results.append((out, grads))
+    (out_f, g_f), (out_r, g_r) = results
+    torch.testing.assert_close(out_f, out_r, atol=1e-5, rtol=1e-4)
+    for a, b in zip(g_f, g_r):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_convnet_fused_first_block_only_for_instance_norm():
+    assert not get_model("convnet", channels=1, num_classes=10, image_size=(28, 28), norm="batch").fused_first_block
+    assert not get_model("convnet", channels=16, num_classes=10, image_size=(8, 8)).fused_first_block

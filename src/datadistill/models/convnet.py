@@ -32,6 +32,40 @@ class PatchConv2d(nn.Conv2d):
         return out.view(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
 
 
+def patch_conv_instance_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNorm) -> torch.Tensor:
+    """conv -> instance norm for a conv with few input channels, without a pass over its output.
+
+    The conv is linear in the image patches: out[n, c, l] = W_c . p[n, :, l] + b_c. So the
+    per-image, per-channel mean and (biased) variance that instance norm needs follow from the
+    mean m[n] and covariance S[n] of the patches (C*k*k values, e.g. 9): mean = W_c . m[n] + b_c,
+    var = W_c^T S[n] W_c. Normalising is then one matmul with per-image weights
+    W'[n, c] = gamma_c W_c / sqrt(var + eps) and bias beta_c - gamma_c (W_c . m[n]) / sqrt(var + eps).
+    Same result as `norm(conv(x))` (the statistics are computed in fp32), but the forward and
+    backward passes avoid the instance norm's reductions over the largest tensor of the network.
+    Output is channels-last in memory, like `PatchConv2d`.
+    """
+    n, _, h, w = x.shape
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    weight = conv.weight.reshape(conv.out_channels, -1)  # (O, K)
+    with torch.autocast(x.device.type, enabled=False):
+        cols = F.unfold(x.float(), (kh, kw), padding=(ph, pw))  # (N, K, L)
+        m = cols.mean(2)  # (N, K)
+        centred = cols - m.unsqueeze(2)
+        cov = centred @ centred.transpose(1, 2) / cols.shape[2]  # (N, K, K)
+        wf = weight.float()
+        var = ((wf @ cov) * wf).sum(2)  # (N, O): W_c^T S_n W_c
+        scale = norm.weight.float() * torch.rsqrt(var + norm.eps)  # (N, O)
+        w_n = scale.unsqueeze(2) * wf  # (N, O, K)
+        mean = m @ wf.t()  # (N, O) channel means without the conv bias, which instance norm cancels:
+        if conv.bias is not None:  # written out so the bias gets its (exactly zero) gradient, as in eager
+            mean = (mean + conv.bias.float()) - conv.bias.float()
+        b_n = norm.bias.float() - scale * mean  # (N, O)
+    out = torch.bmm(cols.transpose(1, 2), w_n.transpose(1, 2))  # (N, L, O); bf16 under autocast
+    out = out + b_n.unsqueeze(1).to(out.dtype)
+    return out.view(n, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
+
+
 def _norm(kind: str, width: int, hw: int) -> nn.Module:
     if kind == "instance":
         return nn.GroupNorm(width, width, affine=True)  # instance norm with affine, as the reference
@@ -91,12 +125,20 @@ class ConvNet(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.feature_dim = width * hw * hw
         self.classifier = nn.Linear(self.feature_dim, num_classes)
+        # conv -> instance norm of the first block computed from patch statistics (exact; faster).
+        self.fused_first_block = isinstance(layers[0], PatchConv2d) and norm == "instance"
+
+    def extra_repr(self) -> str:
+        return f"fused_first_block={self.fused_first_block}"
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_first_block:
+            x = patch_conv_instance_norm(x, self.features[0], self.features[1])
+            return self.features[2:](x)
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.embed(x))
 
 
 @MODELS.register("convnet")
