@@ -212,3 +212,13 @@ def test_convnet_fused_first_block_equals_conv_then_instance_norm(channels, size
 def test_convnet_fused_first_block_only_for_instance_norm():
     assert not get_model("convnet", channels=1, num_classes=10, image_size=(28, 28), norm="batch").fused_first_block
     assert not get_model("convnet", channels=16, num_classes=10, image_size=(8, 8)).fused_first_block
+
+
+def test_convnet_plain_first_block_is_the_same_function():
+    torch.manual_seed(0)
+    fast = get_model("convnet", channels=1, num_classes=10, image_size=(28, 28), width=16)
+    plain = get_model("convnet", channels=1, num_classes=10, image_size=(28, 28), width=16, fast_first_block=False)
+    assert type(plain.features[0]) is torch.nn.Conv2d and not plain.fused_first_block
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-4)

@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", default="fashion-mnist")
     sp.add_argument("--ipc", type=int, default=10)
     sp.add_argument("--epochs", type=int, default=1000)
-    sp.add_argument("--paths", default="eager-fp32,fast", help="comma-separated: eager-fp32, eager-bf16, fast")
+    sp.add_argument("--paths", default="eager-fp32-plain,eager-fp32,fast",
+                    help="comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast")
     sp.add_argument("--results", default="benchmarks/results")
     sp.add_argument("--markdown", default="BENCHMARKS.md")
     _add_data_args(sp)

@@ -84,6 +84,9 @@ class ConvNet(nn.Module):
     """`features` maps (N, C, H, W) to (N, width * h * w); `classifier` is one linear layer.
 
     Single-channel 28x28 inputs get padding 3 in the first conv (32x32 inside), as the reference.
+    `fast_first_block` (default) computes a first conv with 1-3 input channels as unfold + matmul
+    and, with instance norm, its normalisation from patch statistics (`patch_conv_instance_norm`);
+    False gives the plain nn.Conv2d -> GroupNorm modules (same parameters, same function).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class ConvNet(nn.Module):
         norm: str = "instance",
         act: str = "relu",
         pool: str = "avg",
+        fast_first_block: bool = True,
     ) -> None:
         super().__init__()
         if depth < 1 or width < 1:
@@ -112,7 +116,7 @@ class ConvNet(nn.Module):
         cin = channels
         for d in range(depth):
             pad = 3 if (d == 0 and channels == 1 and hw == 28) else 1
-            conv = PatchConv2d if cin * 9 <= 27 else nn.Conv2d
+            conv = PatchConv2d if (fast_first_block and cin * 9 <= 27) else nn.Conv2d
             layers.append(conv(cin, width, 3, padding=pad))
             hw = hw + 2 * pad - 2
             layers += [_norm(norm, width, hw), _act(act)]

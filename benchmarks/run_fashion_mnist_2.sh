@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Second stage of the Fashion-MNIST benchmarks (resumable): the evaluation-speed comparison, the
+# full-data reference, four more random subsets at IPC 1 / 10, then the IPC 50 cells.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DD=${DD:-.venv/bin/datadistill}
+$DD speed --dataset fashion-mnist --ipc 10 --epochs 1000 --paths fast,eager-fp32
+$DD bench --dataset fashion-mnist --methods random --ipc 1 --protocol dc --full-data
+$DD bench --dataset fashion-mnist --methods random --ipc 1,10 --seeds 0,1,2,3,4 --protocol dc
+$DD bench --dataset fashion-mnist --methods random,herding,kcenter,kmeans,class-mean,best-of-random --ipc 50 --protocol dc
