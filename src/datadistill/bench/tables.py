@@ -85,7 +85,11 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         for ref in refs:
             if ref["dataset"] == dataset and ref["protocol"]["model"] == model:
                 pub = published.get("full", ({}, ""))[0]
-                lines.append(f"| whole dataset ({ref['n_train']} images, {ref['recipe']['epochs']} epochs) | "
+                aug = ref["recipe"]["augment"]
+                if aug == "dsa":
+                    aug = f"dsa {ref['recipe'].get('dsa_strategy', 'all ops')}"
+                lines.append(f"| whole dataset ({ref['n_train']} images, {ref['recipe']['epochs']} epochs, {aug}, "
+                             f"{len(ref['per_model'])} model) | "
                              + " | ".join(f"{ref['mean']:.1f}" for _ in ipcs) + " | "
                              + " | ".join(f"{pub.get(k, float('nan')):.1f}" for k in ipcs)
                              + f" | {ref['wall_time_s']:.0f} |")
