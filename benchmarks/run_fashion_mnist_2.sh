@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DD=${DD:-.venv/bin/datadistill}
-$DD speed --dataset fashion-mnist --ipc 10 --epochs 1000 --paths fast,eager-fp32
+if [ "${SKIP_SPEED:-0}" != 1 ]; then
+  $DD speed --dataset fashion-mnist --ipc 10 --epochs 1000
+fi
 $DD bench --dataset fashion-mnist --methods random --ipc 1 --protocol dc --full-data
 $DD bench --dataset fashion-mnist --methods random --ipc 1,10 --seeds 0,1,2,3,4 --protocol dc
 $DD bench --dataset fashion-mnist --methods random,herding,kcenter,kmeans,class-mean,best-of-random --ipc 50 --protocol dc
