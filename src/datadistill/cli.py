@@ -12,34 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm.auto import tqdm
-
 from .errors import DatadistillError, RunDirError
+from .progress import ProgressBar as _Bar
 
 log = logging.getLogger("datadistill")
-
-
-class _Bar:
-    """tqdm progress bar fed by `(done, total)` or `Progress` callbacks; shows ETA."""
-
-    def __init__(self, desc: str, disable: bool) -> None:
-        self.desc, self.disable, self.bar = desc, disable, None
-
-    def __call__(self, done: Any, total: int | None = None) -> None:
-        loss = None
-        if total is None:  # a methods.Progress
-            done, total, loss = done.step, done.total, done.loss
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, disable=self.disable, leave=False, dynamic_ncols=True)
-        self.bar.n = done
-        if loss is not None:
-            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ DEMO_PROTOCOL = dict(num_models=3)  # 'dc' protocol (300 epochs), 3 models per s
 
 def run_demo(out: Path, *, data_dir: str | None = None, force: bool = False, quiet: bool = False) -> Path:
     from . import distill, load_dataset
-    from .cli import _Bar
+    from .progress import ProgressBar as _Bar
     from .evaluation import evaluate, get_protocol
     from .export import save_grid
     from .report import write_report

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
+from ..progress import ProgressBar
 
 
 @dataclass(frozen=True)
@@ -123,17 +123,5 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     return written
 
 
-class _bar:
-    def __init__(self, quiet: bool, desc: str) -> None:
-        self.t = None
-        self.quiet, self.desc = quiet, desc
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.t is None:
-            self.t = tqdm(total=total, desc=self.desc, disable=self.quiet, leave=False, dynamic_ncols=True)
-        self.t.n = done
-        self.t.refresh()
-
-    def close(self) -> None:
-        if self.t is not None:
-            self.t.close()
+def _bar(quiet: bool, desc: str) -> ProgressBar:
+    return ProgressBar(desc, quiet)
