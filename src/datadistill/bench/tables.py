@@ -17,7 +17,9 @@ dataset x method x IPC x seed x protocol; the command skips cells already done, 
 Do not edit by hand: rerun `datadistill bench --report-only` after adding cells.
 
 Accuracy: test accuracy (%) of fresh models trained on the distilled set, mean ± std over the
-protocol's models (pooled over seeds when there are several). Published numbers are the papers'
+protocol's models (pooled over distillation seeds when there are several: "(k seeds)"; a seed
+also picks a different random subset for `random`). The whole-dataset rows are the cached
+full-data references (`--full-data`), one per training recipe. Published numbers are the papers'
 (see `shared/anchors.md`; '*' marks numbers quoted from memory there). Nothing here was selected
 on the test split; `best-of-random` selects on the validation split.
 """
@@ -72,7 +74,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     accs = [a for r in sel for a in r["evaluation"]["per_model"]]
                     mean = statistics.fmean(accs)
                     std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
-                    cellv.append(f"{mean:.1f} ± {std:.1f}")
+                    n_seeds = len({r["seed"] for r in sel})
+                    cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
                     times.append(f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}")
                     ys.append((k, mean))
                 else:
@@ -100,8 +103,10 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             rel = png.relative_to(out.parent)
             lines += [f"![accuracy against IPC]({rel.as_posix()})", ""]
             plots.append(png)
+        seeds = sorted({r["seed"] for r in rows})
         lines += ["Reproduce: `datadistill bench --dataset " + dataset + " --methods " + ",".join(methods)
-                  + " --ipc " + ",".join(map(str, ipcs)) + f" --protocol {tag.split('-')[0]}"
+                  + " --ipc " + ",".join(map(str, ipcs)) + " --seeds " + ",".join(map(str, seeds))
+                  + f" --protocol {tag.split('-')[0]}" + (" --full-data" if any(r["dataset"] == dataset for r in refs) else "")
                   + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", [])) + "`", ""]
     if speed:
         lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
