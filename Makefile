@@ -35,7 +35,7 @@ demo: setup data
 
 test: setup
 	-@$(MAKE) --no-print-directory data >/dev/null 2>&1 || echo "(Fashion-MNIST not installed: tests that need it are skipped)"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 
 # The benchmark grid of BENCHMARKS.md (resumable: finished cells are skipped).
 bench: setup data
