@@ -5,10 +5,8 @@ Library errors (`DatadistillError`) become a one-line message on stderr and exit
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
