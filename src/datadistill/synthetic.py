@@ -9,6 +9,7 @@ Loading never unpickles anything; a user with only torch + safetensors + json ca
 """
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ class SyntheticSet:
             raise FormatError(f"{mpath}: missing field {e}") from None
 
 
+@functools.cache  # one `git` call per process, not one per save or benchmark cell
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
