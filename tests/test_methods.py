@@ -25,7 +25,8 @@ K, N_TRAIN, N_EVAL, SIDE = 10, 30, 5, 8
 GENERIC_BUDGET: dict[str, object] = {
     "iterations": 2, "epochs": 1, "num_models": 1, "compile": False, "candidates": 2,
     "feature_width": 8, "feature_epochs": 1, "feature_train_size": 100, "feature_compile": False,
-    "embed_compile": False,
+    "embed_compile": False, "pool_size": 3, "refresh_every": 1, "batch_real": 6, "width": 8,
+    "checkpoint_every": 0,
 }
 FAST: dict[str, dict[str, object]] = {
     "kmeans": {"iterations": 10},
@@ -35,7 +36,13 @@ FAST: dict[str, dict[str, object]] = {
 _FEATURE_INVALID = [("feature_width", 0), ("feature_epochs", -1), ("feature_train_size", 0), ("feature_lr", -0.1),
                     ("feature_lr", 0.0), ("feature_model", "no-such-model"), ("embed_batch_size", 0),
                     ("feature_depth", 0)]
+_MATCHING_INVALID = [("iterations", 0), ("lr_img", 0.0), ("lr_img", float("nan")), ("momentum_img", 1.0),
+                     ("batch_real", 0), ("width", 0), ("precision", "fp16"), ("init", "no-such-method"),
+                     ("init", "dm"), ("dsa_strategy", "crop_bogus"), ("checkpoint_every", -1), ("val_every", -5)]
+_DM_INVALID = _MATCHING_INVALID + [("pool_size", -1), ("refresh_every", -2)]
 INVALID: dict[str, list[tuple[str, object]]] = {
+    "dm": _DM_INVALID,
+    "dm-multilayer": _DM_INVALID + [("layers", "0"), ("layers", "a,b"), ("layers", ""), ("moments", 3)],
     "herding": _FEATURE_INVALID,
     "kcenter": _FEATURE_INVALID,
     "kmeans": _FEATURE_INVALID + [("iterations", -1)],

@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import DatadistillError, RunDirError
 from .progress import ProgressBar as _Bar
@@ -44,9 +45,9 @@ def _add_protocol_args(p: argparse.ArgumentParser, default: str = "dsa") -> None
                    help="override a protocol field, e.g. --eval-set num_models=3 (repeatable)")
 
 
-def _prepare_out(out: Path, force: bool) -> None:
+def _prepare_out(out: Path, force: bool, hint: str = "") -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise RunDirError(f"{out}: already exists and is not empty; choose another --out or pass --force")
+        raise RunDirError(f"{out}: already exists and is not empty; choose another --out or pass --force{hint}")
 
 
 def _protocol(args: argparse.Namespace):
@@ -60,10 +61,22 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from .config import load_yaml_config, parse_set_options
     from .export import save_grid
     from .methods import METHODS
+    from .methods._matching import CHECKPOINT_FILE
 
     out = Path(args.out)
-    _prepare_out(out, args.force)
     cls = METHODS.get(args.method)
+    if args.resume:
+        if args.force:
+            raise RunDirError("--resume and --force contradict each other: resume keeps the run, force restarts it")
+        if "iterative" not in cls.tags:
+            raise RunDirError(f"{args.method} has no iterations to resume; run it without --resume")
+        if not (out / CHECKPOINT_FILE).exists():
+            raise RunDirError(f"nothing to resume: {out} has no {CHECKPOINT_FILE}")
+        if (out / "synthetic.safetensors").exists():
+            raise RunDirError(f"{out}: this run already finished; use another --out or --force to restart it")
+    else:
+        hint = "; pass --resume to continue it" if (out / CHECKPOINT_FILE).exists() else ""
+        _prepare_out(out, args.force, hint)
     overrides: dict[str, Any] = {}
     if args.config:
         overrides.update(load_yaml_config(args.config))
@@ -73,7 +86,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     real, data_options = _load_real(args, args.dataset)
     bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
     try:
-        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar])
+        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=args.resume)
     finally:
         bar.close()
     if args.data_dir:
@@ -82,6 +95,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         syn.meta["data_options"] = data_options
     syn.save(out)
     save_grid(syn, out / "grid.png")
+    from .report import save_loss_curve
+
+    save_loss_curve(out, out / "loss.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
     if protocol is not None:
         _evaluate_into(out, syn, real, protocol, args.quiet)
@@ -131,6 +147,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dir) / "grid.png"
     save_grid(syn, out, max_per_class=args.per_class, scale=args.scale)
     print(out)
+    from .report import save_loss_curve
+
+    curve = save_loss_curve(args.dir, Path(args.dir) / "loss.png" if not args.out else out.with_name(out.stem + "-loss.png"))
+    if curve is not None:
+        print(curve)
     return 0
 
 
@@ -212,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--force", action="store_true", help="replace files in an existing run directory")
+    d.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the checkpoint in --out (same method, ipc, seed, config)")
     d.add_argument("--evaluate", action="store_true", help="evaluate the result with --protocol afterwards")
     _add_data_args(d)
     _add_protocol_args(d)

@@ -15,6 +15,7 @@ def list_methods(pattern: str = "*") -> list[str]:
     return METHODS.names(pattern)
 
 
-from . import coreset as _coreset  # noqa: E402,F401
+from . import coreset as _coreset  # noqa: F401
+from . import dm as _dm  # noqa: F401
 
 __all__ = ["METHODS", "Callback", "Method", "MethodConfig", "Progress", "get_method", "list_methods", "register"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -43,8 +44,8 @@ class MethodConfig:
 class Method:
     """Subclasses set `name`, `Config`, `tags` and implement `_distill`.
 
-    Tags: 'selection' (returns real images), 'soft_labels', 'needs_teacher', 'needs_experts',
-    'learns_lr'. The constructor only stores configuration.
+    Tags: 'selection' (returns real images), 'iterative' (checkpoints and resumes), 'soft_labels',
+    'needs_teacher', 'needs_experts', 'learns_lr'. The constructor only stores configuration.
     """
 
     name: ClassVar[str] = ""
@@ -59,7 +60,7 @@ class Method:
         self.config.validate()
 
     @classmethod
-    def with_overrides(cls, overrides: Mapping[str, Any]) -> "Method":
+    def with_overrides(cls, overrides: Mapping[str, Any]) -> Method:
         return cls(update_config(cls.Config(), overrides))
 
     def distill(
@@ -70,16 +71,21 @@ class Method:
         seed: int = 0,
         run_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
+        resume: bool = False,
     ) -> SyntheticSet:
-        """Distil `real` to `ipc` images per class. Deterministic given `seed`."""
+        """Distil `real` to `ipc` images per class. Deterministic given `seed`.
+
+        Iterative methods checkpoint into `run_dir`; `resume=True` continues from its checkpoint
+        and ends as an uninterrupted run would. Methods without iterations ignore `resume`."""
         if not isinstance(ipc, int) or ipc < 1:
             raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
         smallest = min(len(i) for i in real.class_index)
         if "selection" in self.tags and ipc > smallest:
             raise ConfigError(f"{self.name}: ipc {ipc} exceeds the smallest class ({smallest} training images)")
         start = time.perf_counter()
+        kwargs = {"resume": resume} if "iterative" in self.tags else {}
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
-                               callbacks=tuple(callbacks))
+                               callbacks=tuple(callbacks), **kwargs)
         result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))
         return result
 

@@ -127,6 +127,8 @@ class ConvNet(nn.Module):
                 hw //= 2
             cin = width
         self.features = nn.Sequential(*layers, nn.Flatten())
+        self.depth = depth
+        self.block_size = 4 if pool != "none" else 3  # conv, norm, act[, pool]
         self.feature_dim = width * hw * hw
         self.classifier = nn.Linear(self.feature_dim, num_classes)
         # conv -> instance norm of the first block computed from patch statistics (exact; faster).
@@ -143,6 +145,20 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+    def block_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each block (after its pooling), (N, width, h, w) each; the last one
+        flattened is `embed(x)`."""
+        outs = []
+        b = self.block_size
+        for d in range(self.depth):
+            block = self.features[d * b:(d + 1) * b]
+            if d == 0 and self.fused_first_block:
+                x = block[2:](patch_conv_instance_norm(x, block[0], block[1]))
+            else:
+                x = block(x)
+            outs.append(x)
+        return outs
 
 
 @MODELS.register("convnet")

@@ -1,0 +1,355 @@
+"""The shared loop of the matching methods (DM, multi-layer DM, DC, DSA).
+
+A matching method learns the synthetic images by gradient descent on a loss that compares real and
+synthetic data through (usually random) networks. This module owns everything that is the same
+for all of them:
+
+- initialising the synthetic set (real images of each class, noise, or any coreset method's output);
+- the image optimiser (SGD with momentum, as the papers) and `MatchingState.update(loss)`, which
+  refuses a non-finite loss;
+- checkpoints: every `checkpoint_every` iterations, one atomically written safetensors file in the
+  run directory with the images, the optimiser's momentum, the generator state, the iteration,
+  the wall time so far and the method's own state; `resume=True` continues from it and ends with
+  the same result as an uninterrupted run of the same seed;
+- per-iteration metrics as JSON lines (`metrics.jsonl`), progress callbacks with loss and ETA, and
+  optional periodic evaluation on the *validation* split (never test).
+
+A method subclasses `MatchingMethod` and implements hooks:
+- `setup(state)`: build what the iterations need (e.g. cached real statistics). It must depend only
+  on the seed and the config (not on the iteration), or restore itself in `load_state`;
+- `iteration(state, it) -> float`: one iteration; computes losses and calls `state.update(loss)`
+  one or more times; returns the loss to report;
+- optionally `state_dict(state)` / `load_state(state, tensors, info)` for extra resumable state.
+
+All randomness of the loop is drawn from `state.generator` (a `torch.Generator` seeded by the seed),
+whose state is checkpointed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write_bytes
+from ..augment import DSAConfig
+from ..augment.dsa import DEFAULT_STRATEGY
+from ..config import config_dict
+from ..data import RealData
+from ..errors import ConfigError, DivergenceError, RunDirError, UnknownNameError
+from ..synthetic import SyntheticSet
+from .base import Callback, Method, MethodConfig, Progress
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+METRICS_FILE = "metrics.jsonl"
+_PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class MatchingConfig(MethodConfig):
+    """Fields shared by every matching method. Subclasses set the paper's values as defaults."""
+
+    iterations: int = 1000
+    lr_img: float = 0.1
+    momentum_img: float = 0.5
+    batch_real: int = 256  # real images per class per match
+    init: str = "real"  # real | noise | any coreset method's name (e.g. kmeans, herding)
+    model: str = "convnet"
+    width: int = 128  # network width during distillation (a budget knob)
+    depth: int = 3
+    norm: str = "instance"
+    dsa: bool = True  # differentiable siamese augmentation with shared parameters
+    dsa_strategy: str = DEFAULT_STRATEGY
+    precision: str = "bf16"  # bf16 autocast for the networks; images, optimiser and losses stay fp32
+    compile: bool = True
+    checkpoint_every: int = 200  # iterations; 0 = only at the end (when a run directory is given)
+    log_every: int = 10  # iterations between metrics lines
+    val_every: int = 0  # iterations between validation evaluations; 0 = never
+    val_epochs: int = 300  # epochs of the quick validation evaluation (one model, no augmentation)
+
+    def validate(self) -> None:
+        positive = ("iterations", "batch_real", "width", "depth", "log_every", "val_epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "val_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not (self.lr_img > 0 and math.isfinite(self.lr_img)):
+            raise ConfigError(f"lr_img must be a positive number, got {self.lr_img}")
+        if not 0 <= self.momentum_img < 1:
+            raise ConfigError(f"momentum_img must be in [0, 1), got {self.momentum_img}")
+        if self.precision not in _PRECISIONS:
+            raise ConfigError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
+        if self.dsa:
+            DSAConfig(strategy=self.dsa_strategy).ops  # raises on unknown ops
+        from .base import METHODS
+
+        if self.init not in ("real", "noise"):
+            try:
+                cls = METHODS.get(self.init)
+            except UnknownNameError as e:
+                raise ConfigError(f"init: {e}; or 'real' / 'noise'") from None
+            if "iterative" in cls.tags:
+                raise ConfigError(f"init {self.init!r} must be 'real', 'noise' or a coreset method")
+
+
+@dataclass
+class MatchingState:
+    """What one run's iterations work on. `images` (N, C, H, W) is the leaf being learned; images
+    are grouped by class (class c is rows c*ipc:(c+1)*ipc); `extra` holds the method's own objects."""
+
+    real: RealData
+    ipc: int
+    config: MatchingConfig
+    images: torch.Tensor
+    labels: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    seed: int
+    dsa: DSAConfig | None
+    iteration: int = 0
+    updates: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bf16(self) -> bool:
+        return self.config.precision == "bf16"
+
+    def class_images(self, c: int) -> torch.Tensor:
+        return self.images[c * self.ipc:(c + 1) * self.ipc]
+
+    def update(self, loss: torch.Tensor) -> float:
+        """One optimiser step on the images from `loss`; raises DivergenceError on a non-finite loss
+        or non-finite gradients (the images are left as they were)."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DivergenceError(f"loss became {value} at iteration {self.iteration}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad = self.images.grad
+        if grad is not None and not bool(torch.isfinite(grad).all()):
+            raise DivergenceError(f"non-finite image gradient at iteration {self.iteration}")
+        self.optimizer.step()
+        self.updates += 1
+        return value
+
+
+class MatchingMethod(Method):
+    """Base of the matching methods: runs the loop; subclasses implement the hooks."""
+
+    Config = MatchingConfig
+    tags = frozenset({"iterative"})
+
+    # ---- hooks ----------------------------------------------------------------------------------
+    def setup(self, state: MatchingState) -> None:
+        """Build what the iterations need; deterministic given the seed and config."""
+
+    def iteration(self, state: MatchingState, it: int) -> float:
+        raise NotImplementedError
+
+    def state_dict(self, state: MatchingState) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Extra resumable state: (tensors, JSON-able info)."""
+        return {}, {}
+
+    def load_state(self, state: MatchingState, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
+                 callbacks: tuple[Callback, ...], resume: bool = False) -> SyntheticSet:
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        self.check_data(real)
+        generator = torch.Generator().manual_seed(seed)
+        images, labels = self.initial_images(real, ipc, seed, generator)
+        images = images.detach().clone().requires_grad_(True)
+        opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
+        dsa = None
+        if cfg.dsa:
+            from ..evaluation.evaluate import digits_like
+
+            dsa = DSAConfig(strategy=cfg.dsa_strategy)
+            if digits_like(real) and "flip" in dsa.ops:
+                dsa = dsa.without("flip")
+        state = MatchingState(real=real, ipc=ipc, config=cfg, images=images, labels=labels, optimizer=opt,
+                              generator=generator, seed=seed, dsa=dsa)
+        self.setup(state)
+        elapsed_before = 0.0
+        ckpt = run_dir / CHECKPOINT_FILE if run_dir is not None else None
+        if resume:
+            if ckpt is None or not ckpt.exists():
+                raise RunDirError(f"nothing to resume: no {CHECKPOINT_FILE} in {run_dir}")
+            elapsed_before = self._load_checkpoint(ckpt, state, real, ipc, seed)
+        metrics = _Metrics(run_dir / METRICS_FILE if run_dir is not None else None, state.iteration, resume)
+        start = time.perf_counter()
+        last_loss = math.nan
+        losses: list[float] = []
+        try:
+            for it in range(state.iteration, cfg.iterations):
+                state.iteration = it
+                try:
+                    loss = self.iteration(state, it)
+                except DivergenceError as e:
+                    where = (f"; the last good checkpoint (iteration {self._checkpoint_iteration(ckpt)}) "
+                             f"is kept in {run_dir}" if ckpt is not None and ckpt.exists() else "")
+                    raise DivergenceError(f"{self.name}: {e}{where}") from None
+                state.iteration = it + 1
+                last_loss = loss
+                losses.append(loss)
+                elapsed = elapsed_before + time.perf_counter() - start
+                if (it + 1) % cfg.log_every == 0 or it + 1 == cfg.iterations:
+                    row = {"iteration": it + 1, "loss": sum(losses) / len(losses), "elapsed_s": round(elapsed, 3)}
+                    losses = []
+                    if cfg.val_every and ((it + 1) % cfg.val_every == 0 or it + 1 == cfg.iterations):
+                        row["val_accuracy"] = self.validate_now(state)
+                    metrics.write(row)
+                if ckpt is not None and ((cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0)
+                                         or it + 1 == cfg.iterations):
+                    self._save_checkpoint(ckpt, state, real, ipc, seed, elapsed)
+                self.report(callbacks, Progress(it + 1, cfg.iterations, loss=loss, elapsed=elapsed))
+        finally:
+            metrics.close()
+        wall = elapsed_before + time.perf_counter() - start
+        syn = self.make_set(real, images.detach(), labels, ipc, seed)
+        syn.meta.update({"iterations": cfg.iterations, "final_loss": last_loss, "wall_time_s": round(wall, 3)})
+        return syn
+
+    # ---- pieces subclasses may use or override ----------------------------------------------------
+    def check_data(self, real: RealData) -> None:
+        """Raise ConfigError if the method cannot run on `real`."""
+
+    def initial_images(self, real: RealData, ipc: int, seed: int,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images grouped by class, int64 labels)."""
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        labels = torch.arange(real.num_classes).repeat_interleave(ipc)
+        if cfg.init == "real":
+            smallest = min(len(i) for i in real.class_index)
+            if ipc > smallest:
+                raise ConfigError(f"{self.name}: init 'real' needs ipc <= the smallest class ({smallest}); "
+                                  "use --set init=noise")
+            images = torch.cat([real.sample_class(c, ipc, generator) for c in range(real.num_classes)])
+        elif cfg.init == "noise":
+            images = torch.randn((len(labels), *real.image_shape), generator=generator)
+        else:
+            from .base import METHODS
+
+            start = METHODS.get(cfg.init)().distill(real, ipc, seed=seed)
+            order = torch.argsort(start.hard_labels, stable=True)
+            images, got = start.images[order], start.hard_labels[order]
+            if not torch.equal(got, labels):
+                raise ConfigError(f"init {cfg.init!r} did not return {ipc} images per class")
+        return images.float(), labels
+
+    def validate_now(self, state: MatchingState) -> float:
+        """Quick accuracy (%) of the current images on the validation split: one ConvNet, no
+        augmentation, `val_epochs` epochs; never the test split."""
+        from ..evaluation import evaluate
+
+        syn = self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc, state.seed)
+        with torch.random.fork_rng(devices=[]):
+            res = evaluate(syn, state.real, "dc", split="val", num_models=1, epochs=self.config.val_epochs,
+                           seed=state.seed)
+        return round(res.mean, 3)
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def _checkpoint_identity(self, real: RealData, ipc: int, seed: int) -> dict[str, Any]:
+        return {"method": self.name, "dataset": real.name, "ipc": ipc, "seed": seed,
+                "config": config_dict(self.config)}
+
+    def _save_checkpoint(self, path: Path, state: MatchingState, real: RealData, ipc: int, seed: int,
+                         elapsed: float) -> None:
+        from safetensors.torch import save
+
+        tensors = {"images": state.images.detach().contiguous(),
+                   "generator_state": state.generator.get_state().clone()}
+        buf = state.optimizer.state.get(state.images, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors["momentum_buffer"] = buf.contiguous()
+        extra_t, extra_info = self.state_dict(state)
+        tensors.update({f"extra.{k}": v.detach().contiguous() for k, v in extra_t.items()})
+        info = {"identity": self._checkpoint_identity(real, ipc, seed), "iteration": state.iteration,
+                "updates": state.updates, "elapsed_s": elapsed, "extra": extra_info}
+        atomic_write_bytes(path, save(tensors, metadata={"datadistill_checkpoint": json.dumps(info)}))
+
+    @staticmethod
+    def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                info = json.loads(f.metadata()["datadistill_checkpoint"])
+                tensors = {k: f.get_tensor(k) for k in f}
+        except Exception as e:  # noqa: BLE001 - any corruption is one clear error
+            raise RunDirError(f"{path}: unreadable checkpoint ({e})") from None
+        return tensors, info
+
+    def _checkpoint_iteration(self, path: Path | None) -> int | None:
+        if path is None or not path.exists():
+            return None
+        return self._read_checkpoint(path)[1]["iteration"]
+
+    def _load_checkpoint(self, path: Path, state: MatchingState, real: RealData, ipc: int, seed: int) -> float:
+        tensors, info = self._read_checkpoint(path)
+        want = self._checkpoint_identity(real, ipc, seed)
+        if info["identity"] != want:
+            diff = [k for k in want if info["identity"].get(k) != want[k]]
+            raise RunDirError(f"{path}: the checkpoint was written by a different run (differs in {diff}); "
+                              "resume with the same method, dataset, ipc, seed and config")
+        with torch.no_grad():
+            state.images.copy_(tensors["images"])
+        if "momentum_buffer" in tensors:
+            state.optimizer.state[state.images]["momentum_buffer"] = tensors["momentum_buffer"].clone()
+        state.generator.set_state(tensors["generator_state"])
+        state.iteration, state.updates = info["iteration"], info["updates"]
+        extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+        self.load_state(state, extra, info.get("extra", {}))
+        return float(info["elapsed_s"])
+
+
+class _Metrics:
+    """Append-only JSON lines; on resume, lines past the checkpoint's iteration are dropped."""
+
+    def __init__(self, path: Path | None, iteration: int, resume: bool) -> None:
+        self.file = None
+        if path is None:
+            return
+        kept: list[str] = []
+        if resume and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["iteration"] <= iteration:
+                        kept.append(line)
+                except (ValueError, KeyError):
+                    continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in kept))
+        self.file = path.open("a")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The metrics lines of a run directory (empty if none)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows

@@ -1,0 +1,249 @@
+"""Distribution matching (Zhao & Bilen, WACV 2023) and its multi-layer form.
+
+DM learns the synthetic images so that, under randomly initialised networks, the mean embedding of
+each class's synthetic images equals the mean embedding of its real images, with DSA applied to
+both with the same parameters: loss = sum_c || mean phi(A(real_c)) - mean phi(A(syn_c)) ||^2.
+
+Where the time goes, and what we do about it. The reference draws a fresh network and 256 real
+images per class every iteration and pushes them all through the network (2,560 real images
+against 100 synthetic at IPC 10). But the real side of the loss does not depend on the synthetic
+images: for a given network and augmentation draw (a "view") it is a constant target. So we keep a
+pool of `pool_size` views, each with its network weights, its sampled augmentation (one op per
+view, parameters per class) and the cached real class means; every iteration picks one view at
+random and only the synthetic images go through the network (all classes in one batch). Every
+`refresh_every` iterations the oldest view is replaced by a fresh one, so a long run still sees
+many networks. The views are built from their own seeds (derived from the run's seed and the view
+number), so a resumed run rebuilds exactly the pool it had. `pool_size=0` is the reference
+schedule: a fresh view every iteration, used once (still batched over classes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..augment.dsa import DSAParams, apply, sample
+from ..data import RealData
+from ..errors import ConfigError
+from ..models import get_model
+from ._matching import MatchingConfig, MatchingMethod, MatchingState
+from .base import register
+
+_VIEW_SEED_STRIDE = 1_000_003
+
+
+def expand_params(p: DSAParams, counts: int) -> DSAParams:
+    """Per-class DSA parameters (one entry per class) -> per-image parameters for images grouped
+    by class, `counts` images per class."""
+    return DSAParams(p.op, {k: (v.repeat_interleave(counts, 0) if isinstance(v, torch.Tensor) else v)
+                            for k, v in p.values.items()})
+
+
+class _Features(nn.Module):
+    """Wraps a network; forward returns the list of feature tensors a method matches."""
+
+    def __init__(self, net: nn.Module, layers: tuple[int, ...] | None) -> None:
+        super().__init__()
+        self.net = net
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.layers is None:
+            return [self.net.embed(x)]
+        outs = self.net.block_outputs(x)
+        return [outs[i - 1].flatten(1) for i in self.layers]
+
+
+@dataclass
+class _View:
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    aug: DSAParams | None
+    targets: list[torch.Tensor]  # per matched statistic: (C, D) real class statistics
+
+
+@register
+class DM(MatchingMethod):
+    """Distribution matching. Defaults: the paper's (image lr 1, SGD momentum 0.5, 256 real images
+    per class, real init, DSA, ConvNet-3 width 128), with a view pool instead of a fresh network
+    every iteration (see the module docstring) and fewer iterations than the paper's 20,000."""
+
+    name = "dm"
+
+    @dataclass(frozen=True)
+    class Config(MatchingConfig):
+        iterations: int = 10000
+        lr_img: float = 1.0
+        momentum_img: float = 0.5
+        batch_real: int = 256
+        pool_size: int = 256  # cached (network, augmentation, real means) views; 0 = a fresh view each iteration
+        refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
+        checkpoint_every: int = 500
+
+        def validate(self) -> None:
+            super().validate()
+            if self.pool_size < 0 or self.refresh_every < 0:
+                raise ConfigError(f"pool_size and refresh_every must be 0 or more, got "
+                                  f"{self.pool_size}, {self.refresh_every}")
+
+    tags = frozenset({"iterative"})
+
+    # ---- what is matched (the multi-layer form overrides these) --------------------------------
+    def matched_layers(self) -> tuple[int, ...] | None:
+        """None: the embedding only; else 1-based block indices."""
+        return None
+
+    def statistics(self, feats: list[torch.Tensor], n_classes: int, per_class: int) -> list[torch.Tensor]:
+        """Per-class statistics of grouped features: here the class means, (C, D) each."""
+        return [f.float().view(n_classes, per_class, -1).mean(1) for f in feats]
+
+    def match_loss(self, syn_stats: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+        return sum(((t - s) ** 2).sum() for s, t in zip(syn_stats, targets))
+
+    # ---- hooks ------------------------------------------------------------------------------------
+    def check_data(self, real: RealData) -> None:
+        if len(real.image_shape) != 3 or real.image_shape[1] < 4:
+            raise ConfigError(f"{self.name} needs 2-D images, {real.name} has shape {real.image_shape}")
+
+    def _network(self, real: RealData) -> nn.Module:
+        cfg = self.config
+        kwargs: dict[str, Any] = {}
+        if cfg.model == "convnet":
+            kwargs = {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
+        return get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
+                         image_size=real.image_shape[1:], **kwargs)
+
+    def setup(self, state: MatchingState) -> None:
+        cfg = self.config
+        real = state.real
+        layers = self.matched_layers()
+        with torch.random.fork_rng(devices=[]):  # a structural template; views bring their own weights
+            template = self._network(real)
+        if layers is not None and not hasattr(template, "block_outputs"):
+            raise ConfigError(f"{self.name}: model {cfg.model!r} has no blocks to match; use convnet")
+        if layers is not None and max(layers) > getattr(template, "depth", 0):
+            raise ConfigError(f"{self.name}: layers {layers} exceed the network depth {template.depth}")
+        for p in template.parameters():
+            p.requires_grad_(False)
+        wrapper = _Features(template, layers)
+
+        def feats(params, buffers, x):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=state.bf16):
+                return functional_call(wrapper, (params, buffers), (x,))
+
+        state.extra["features"] = torch.compile(feats, dynamic=False) if cfg.compile else feats
+        state.extra["features_eager"] = feats
+        state.extra["pool"] = {}
+        state.extra["slots"] = None  # the pool is built (or rebuilt after a resume) on first use
+
+    def _view(self, state: MatchingState, generator: torch.Generator) -> _View:
+        """A network, an augmentation draw and the real class statistics under them."""
+        real, cfg = state.real, self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            net = self._network(real)
+        params = {f"net.{k}": v.detach() for k, v in net.named_parameters()}
+        buffers = {f"net.{k}": v for k, v in net.named_buffers()}
+        aug = None
+        if state.dsa is not None:
+            aug = sample(state.dsa, real.num_classes, tuple(real.image_shape[1:]), generator)
+        xs = torch.cat([real.sample_class(c, cfg.batch_real, generator) for c in range(real.num_classes)])
+        sums: list[torch.Tensor] | None = None
+        chunk = max(cfg.batch_real, 1024 // cfg.batch_real * cfg.batch_real)  # whole classes per chunk
+        with torch.no_grad():
+            for start in range(0, len(xs), chunk):
+                xb = xs[start:start + chunk]
+                if aug is not None:
+                    first = start // cfg.batch_real
+                    per_class = DSAParams(aug.op, {k: (v[first:first + len(xb) // cfg.batch_real]
+                                                       if isinstance(v, torch.Tensor) else v)
+                                                   for k, v in aug.values.items()})
+                    xb = apply(xb, expand_params(per_class, cfg.batch_real))
+                out = state.extra["features_eager"](params, buffers, xb)
+                stats = self.statistics(out, len(xb) // cfg.batch_real, cfg.batch_real)
+                sums = stats if sums is None else [torch.cat([a, b]) for a, b in zip(sums, stats)]
+        return _View(params=params, buffers=buffers, aug=aug, targets=sums)
+
+    def _view_generator(self, state: MatchingState, number: int) -> torch.Generator:
+        return torch.Generator().manual_seed(state.seed * _VIEW_SEED_STRIDE + number + 1)
+
+    def _slot_views(self, it: int) -> list[int]:
+        """Which view number each pool slot holds at the start of iteration `it`."""
+        cfg = self.config
+        slots = list(range(cfg.pool_size))
+        refreshes = it // cfg.refresh_every if cfg.refresh_every else 0
+        for r in range(refreshes):
+            slots[r % cfg.pool_size] = cfg.pool_size + r
+        return slots
+
+    def _sync_pool(self, state: MatchingState, it: int) -> None:
+        pool: dict[int, _View] = state.extra["pool"]
+        want = self._slot_views(it)
+        for number in list(pool):
+            if number not in want:
+                del pool[number]
+        for number in want:
+            if number not in pool:
+                pool[number] = self._view(state, self._view_generator(state, number))
+        state.extra["slots"] = want
+
+    def iteration(self, state: MatchingState, it: int) -> float:
+        cfg = self.config
+        if cfg.pool_size:
+            if state.extra["slots"] is None or (cfg.refresh_every and it % cfg.refresh_every == 0):
+                self._sync_pool(state, it)
+            slot = int(torch.randint(cfg.pool_size, (1,), generator=state.generator))
+            view = state.extra["pool"][state.extra["slots"][slot]]
+        else:
+            view = self._view(state, state.generator)
+        x = state.images
+        if view.aug is not None:
+            x = apply(x, expand_params(view.aug, state.ipc))
+        feats = state.extra["features"](view.params, view.buffers, x)
+        stats = self.statistics(feats, state.real.num_classes, state.ipc)
+        return state.update(self.match_loss(stats, view.targets))
+
+
+@register
+class DMMultiLayer(DM):
+    """Distribution matching of statistics at several layers: the class means of each matched
+    block's output (`moments=2` adds the per-feature second moments E[phi^2]). Each layer's squared
+    error is weighted by (last layer's dimension / its dimension), so every layer counts about as
+    much as DM's single embedding term."""
+
+    name = "dm-multilayer"
+
+    @dataclass(frozen=True)
+    class Config(DM.Config):
+        layers: str = "1,2,3"  # 1-based ConvNet blocks whose outputs are matched
+        moments: int = 1  # 1: means; 2: means and second moments
+
+        def validate(self) -> None:
+            super().validate()
+            try:
+                layers = tuple(int(v) for v in str(self.layers).split(",") if v.strip())
+            except ValueError:
+                raise ConfigError(f"layers must be comma-separated block numbers, got {self.layers!r}") from None
+            if not layers or min(layers) < 1:
+                raise ConfigError(f"layers must be block numbers from 1, got {self.layers!r}")
+            if self.moments not in (1, 2):
+                raise ConfigError(f"moments must be 1 or 2, got {self.moments}")
+
+    def matched_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({int(v) for v in str(self.config.layers).split(",") if v.strip()}))
+
+    def statistics(self, feats: list[torch.Tensor], n_classes: int, per_class: int) -> list[torch.Tensor]:
+        stats = []
+        for f in feats:
+            g = f.float().view(n_classes, per_class, -1)
+            stats.append(g.mean(1))
+            if self.config.moments == 2:
+                stats.append((g * g).mean(1))
+        return stats
+
+    def match_loss(self, syn_stats: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+        last = targets[-1].shape[1]
+        return sum(((t - s) ** 2).sum() * (last / t.shape[1]) for s, t in zip(syn_stats, targets))

@@ -1,0 +1,295 @@
+"""The shared matching loop (checkpoints, resume, NaN handling, metrics) and the matching methods'
+behaviour, on tiny data (12x12 images, 4 classes, narrow networks, a few iterations)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_tiny_real, write_tiny_npz
+
+from datadistill.cli import main
+from datadistill.errors import ConfigError, DivergenceError, RunDirError
+from datadistill.methods import get_method
+from datadistill.methods._matching import CHECKPOINT_FILE, METRICS_FILE, read_metrics
+from datadistill.methods.dm import DM
+from datadistill.synthetic import SyntheticSet
+
+MATCHING = ["dm", "dm-multilayer"]
+TINY = {"width": 8, "batch_real": 8, "compile": False, "pool_size": 3, "refresh_every": 2, "log_every": 1}
+
+
+def tiny(name: str, **kw):
+    have = {f for f in get_method(name).config.__dataclass_fields__}
+    opts = {k: v for k, v in TINY.items() if k in have}
+    opts.update(kw)
+    return get_method(name, **opts)
+
+
+@pytest.fixture(scope="module")
+def real():
+    return make_tiny_real(num_classes=4, per_class=24, size=12)
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(step: int):
+    def cb(p):
+        if p.step == step:
+            raise Stop
+    return cb
+
+
+@pytest.mark.parametrize("name", MATCHING)
+def test_loss_goes_down(name, real):
+    m = tiny(name, iterations=30, pool_size=2, refresh_every=0, dsa=False, init="noise", lr_img=0.5)
+    seen = []
+    m.distill(real, 2, seed=0, callbacks=[lambda p: seen.append(p.loss)])
+    first, last = sum(seen[:3]) / 3, sum(seen[-3:]) / 3
+    assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize("name", MATCHING)
+def test_resume_after_kill_is_bit_identical(name, real, tmp_path):
+    full = tiny(name, iterations=9, checkpoint_every=3).distill(real, 2, seed=5, run_dir=tmp_path / "a")
+    run = tmp_path / "b"
+    with pytest.raises(Stop):  # killed after iteration 7: the last checkpoint is at 6
+        tiny(name, iterations=9, checkpoint_every=3).distill(real, 2, seed=5, run_dir=run, callbacks=[stop_at(7)])
+    assert (run / CHECKPOINT_FILE).exists()
+    resumed = tiny(name, iterations=9, checkpoint_every=3).distill(real, 2, seed=5, run_dir=run, resume=True)
+    assert torch.equal(full.images, resumed.images)
+    # metrics: one line per iteration, no duplicates from the replayed iteration 7
+    assert [r["iteration"] for r in read_metrics(run)] == list(range(1, 10))
+    assert [r["loss"] for r in read_metrics(run)] == [r["loss"] for r in read_metrics(tmp_path / "a")]
+
+
+def test_resume_with_pool_refresh_and_checkpoint_mid_refresh_cycle(real, tmp_path):
+    kw = {"iterations": 10, "checkpoint_every": 3, "pool_size": 2, "refresh_every": 4}
+    full = tiny("dm", **kw).distill(real, 3, seed=1)
+    with pytest.raises(Stop):
+        tiny("dm", **kw).distill(real, 3, seed=1, run_dir=tmp_path, callbacks=[stop_at(5)])
+    resumed = tiny("dm", **kw).distill(real, 3, seed=1, run_dir=tmp_path, resume=True)
+    assert torch.equal(full.images, resumed.images)
+
+
+def test_resume_refuses_a_different_run(real, tmp_path):
+    with pytest.raises(Stop):
+        tiny("dm", iterations=6, checkpoint_every=2).distill(real, 2, seed=0, run_dir=tmp_path, callbacks=[stop_at(3)])
+    with pytest.raises(RunDirError, match="seed"):
+        tiny("dm", iterations=6, checkpoint_every=2).distill(real, 2, seed=1, run_dir=tmp_path, resume=True)
+    with pytest.raises(RunDirError, match="config"):
+        tiny("dm", iterations=7, checkpoint_every=2).distill(real, 2, seed=0, run_dir=tmp_path, resume=True)
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        tiny("dm", iterations=6).distill(real, 2, seed=0, run_dir=tmp_path / "empty", resume=True)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(real, tmp_path):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(RunDirError, match="unreadable checkpoint"):
+        tiny("dm", iterations=3).distill(real, 2, seed=0, run_dir=tmp_path, resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(real, tmp_path, monkeypatch):
+    original = DM.match_loss
+
+    def poisoned(self, syn, targets):
+        loss = original(self, syn, targets)
+        return loss * float("nan") if self._calls_left() <= 0 else loss
+
+    calls = {"n": 0}
+
+    def calls_left(self):
+        calls["n"] += 1
+        return 5 - calls["n"]
+
+    monkeypatch.setattr(DM, "match_loss", poisoned)
+    monkeypatch.setattr(DM, "_calls_left", calls_left, raising=False)
+    with pytest.raises(DivergenceError, match=r"nan at iteration 4.*checkpoint \(iteration 4\)"):
+        tiny("dm", iterations=10, checkpoint_every=2).distill(real, 2, seed=0, run_dir=tmp_path)
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    ckpt_it = json.loads(__import__("safetensors").safe_open(str(tmp_path / CHECKPOINT_FILE), "pt")
+                         .metadata()["datadistill_checkpoint"])["iteration"]
+    assert ckpt_it == 4
+    from safetensors.torch import load
+    assert torch.isfinite(load(before)["images"]).all()
+
+
+def test_metrics_and_validation_accuracy(real, tmp_path):
+    tiny("dm", iterations=4, log_every=2, val_every=4, val_epochs=3).distill(real, 1, seed=0, run_dir=tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [r["iteration"] for r in rows] == [2, 4]
+    assert "val_accuracy" in rows[-1] and "val_accuracy" not in rows[0]
+    assert 0 <= rows[-1]["val_accuracy"] <= 100
+
+
+def test_validation_never_touches_the_test_split(real, monkeypatch):
+    import datadistill.evaluation as ev
+
+    splits = []
+    original = ev.evaluate
+
+    def spy(*a, **k):
+        splits.append(k.get("split"))
+        return original(*a, **k)
+
+    monkeypatch.setattr(ev, "evaluate", spy)
+    tiny("dm", iterations=2, log_every=1, val_every=1, val_epochs=2).distill(real, 1, seed=0)
+    assert splits == ["val", "val"]
+
+
+@pytest.mark.parametrize("init", ["real", "noise", "kmeans", "random"])
+def test_initialisation(init, real):
+    m = tiny("dm", iterations=1, init=init)
+    s = m.distill(real, 2, seed=0)
+    assert s.images.shape == (8, 1, 12, 12)
+    assert s.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_real_init_with_too_large_ipc_suggests_noise(real):
+    with pytest.raises(ConfigError, match="init=noise"):
+        tiny("dm", iterations=1).distill(real, 25, seed=0)
+
+
+def test_pool_views_do_not_depend_on_iteration_order(real):
+    """The pool at iteration `it` is a function of (seed, it) alone: what makes resume exact."""
+    m = tiny("dm", pool_size=3, refresh_every=2)
+    assert m._slot_views(0) == [0, 1, 2]
+    assert m._slot_views(4) == [3, 4, 2]
+    assert m._slot_views(7) == [3, 4, 5]
+    assert m._slot_views(8) == [6, 4, 5]
+
+
+def test_dm_matches_the_straightforward_per_class_loss(real):
+    """The batched, cached loss equals the reference's per-class loop for the same view."""
+    from datadistill.augment.dsa import DSAParams, apply
+    from datadistill.methods._matching import MatchingState
+    from datadistill.methods.dm import expand_params
+
+    m = tiny("dm", precision="fp32", pool_size=0)
+    g = torch.Generator().manual_seed(0)
+    images, labels = m.initial_images(real, 3, 0, g)
+    images.requires_grad_(True)
+    from datadistill.augment import DSAConfig
+    state = MatchingState(real=real, ipc=3, config=m.config, images=images, labels=labels,
+                          optimizer=torch.optim.SGD([images], lr=1.0), generator=g, seed=0,
+                          dsa=DSAConfig())
+    m.setup(state)
+    view = m._view(state, torch.Generator().manual_seed(1))
+    x = apply(images, expand_params(view.aug, 3))
+    feats = state.extra["features"](view.params, view.buffers, x)
+    batched = m.match_loss(m.statistics(feats, 4, 3), view.targets)
+    # the reference: per class, real and synthetic through the same net and augmentation
+    from datadistill.models import get_model
+    net = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8, fast_first_block=False)
+    net.load_state_dict({k[len("net."):]: v for k, v in view.params.items()}, strict=False)
+    gen = torch.Generator().manual_seed(1)
+    gen_state = gen.get_state()
+    del gen_state
+    total = 0.0
+    for c in range(4):
+        per = DSAParams(view.aug.op, {k: (v[c:c + 1].expand(3, *v.shape[1:]) if isinstance(v, torch.Tensor) else v)
+                                      for k, v in view.aug.values.items()})
+        syn_c = net.embed(apply(images[c * 3:(c + 1) * 3], per))
+        total = total + ((view.targets[0][c] - syn_c.mean(0)) ** 2).sum()
+    assert torch.allclose(batched, total, rtol=1e-4)
+
+
+def test_multilayer_matches_more_statistics(real):
+    m = tiny("dm-multilayer", layers="1,3", moments=2, iterations=2)
+    assert m.matched_layers() == (1, 3)
+    s = m.distill(real, 1, seed=0)
+    assert torch.isfinite(s.images).all()
+    with pytest.raises(ConfigError, match="depth"):
+        tiny("dm-multilayer", layers="1,5", iterations=1).distill(real, 1, seed=0)
+    with pytest.raises(ConfigError, match="convnet"):
+        tiny("dm-multilayer", model="mlp", iterations=1).distill(real, 1, seed=0)
+
+
+def test_dm_works_with_other_architectures(real):
+    s = tiny("dm", model="mlp", iterations=2).distill(real, 1, seed=0)
+    assert torch.isfinite(s.images).all()
+
+
+def test_compiled_and_eager_agree(real):
+    a = tiny("dm", iterations=3, compile=False, precision="fp32").distill(real, 2, seed=0)
+    b = tiny("dm", iterations=3, compile=True, precision="fp32").distill(real, 2, seed=0)
+    assert torch.allclose(a.images, b.images, atol=1e-4)
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------
+
+def _cli_distill(tmp_path, data, out, *extra):
+    return main(["-q", "distill", "--dataset", "tensors", "--data-dir", str(data), "--method", "dm",
+                 "--ipc", "2", "--out", str(out), "--set", "iterations=6", "--set", "checkpoint_every=2",
+                 "--set", "width=8", "--set", "batch_real=8", "--set", "compile=false", "--set", "pool_size=2",
+                 "--set", "log_every=1", *extra])
+
+
+def test_cli_resume_after_kill(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "d.npz"
+    write_tiny_npz(data)
+    assert _cli_distill(tmp_path, data, tmp_path / "full") == 0
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "datadistill.cli", "-q", "distill", "--dataset", "tensors", "--data-dir", str(data),
+           "--method", "dm", "--ipc", "2", "--out", str(out), "--set", "iterations=400", "--set", "checkpoint_every=2",
+           "--set", "width=8", "--set", "batch_real=8", "--set", "compile=false", "--set", "pool_size=2",
+           "--set", "log_every=1"]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 120
+    while not (out / CHECKPOINT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert (out / CHECKPOINT_FILE).exists() and not (out / "synthetic.safetensors").exists()
+    # without --resume the directory is protected, with a hint
+    assert _cli_distill(tmp_path, data, out) == 2
+    assert "--resume" in capsys.readouterr().err
+    # the killed run was a different config (400 iterations): resuming it with 6 is refused
+    assert _cli_distill(tmp_path, data, out, "--resume") == 2
+    assert "differs in ['config']" in capsys.readouterr().err
+
+
+def test_cli_resume_finishes_like_an_uninterrupted_run(tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    write_tiny_npz(data)
+    assert _cli_distill(tmp_path, data, tmp_path / "full") == 0
+    run = tmp_path / "run"
+    # stop a run after its checkpoint at iteration 4 by making iteration 5 diverge
+    import datadistill.methods.dm as dm_mod
+
+    original = dm_mod.DM.iteration
+
+    def failing(self, state, it):
+        if it == 4:
+            raise KeyboardInterrupt
+        return original(self, state, it)
+
+    dm_mod.DM.iteration = failing
+    try:
+        assert _cli_distill(tmp_path, data, run) == 130
+    finally:
+        dm_mod.DM.iteration = original
+    assert _cli_distill(tmp_path, data, run, "--resume") == 0
+    a, b = SyntheticSet.load(tmp_path / "full"), SyntheticSet.load(run)
+    assert torch.equal(a.images, b.images)
+    assert (run / METRICS_FILE).exists() and (run / "loss.png").exists()
+    assert _cli_distill(tmp_path, data, run, "--resume") == 2  # finished runs are not resumed
+    assert "already finished" in capsys.readouterr().err
+    assert main(["-q", "show", str(run)]) == 0
+
+
+def test_cli_resume_errors(tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    write_tiny_npz(data)
+    assert _cli_distill(tmp_path, data, tmp_path / "none", "--resume") == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert _cli_distill(tmp_path, data, tmp_path / "x", "--resume", "--force") == 2
+    assert main(["-q", "distill", "--dataset", "tensors", "--data-dir", str(data), "--method", "random",
+                 "--ipc", "1", "--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "no iterations" in capsys.readouterr().err
