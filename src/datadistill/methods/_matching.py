@@ -283,7 +283,7 @@ class MatchingMethod(Method):
         try:
             with safe_open(str(path), framework="pt") as f:
                 info = json.loads(f.metadata()["datadistill_checkpoint"])
-                tensors = {k: f.get_tensor(k) for k in f}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
         except Exception as e:  # noqa: BLE001 - any corruption is one clear error
             raise RunDirError(f"{path}: unreadable checkpoint ({e})") from None
         return tensors, info

@@ -42,6 +42,11 @@ def expand_params(p: DSAParams, counts: int) -> DSAParams:
                             for k, v in p.values.items()})
 
 
+def _take(p: DSAParams, c: int) -> DSAParams:
+    """The parameters of class c of per-class DSA parameters."""
+    return DSAParams(p.op, {k: (v[c:c + 1] if isinstance(v, torch.Tensor) else v) for k, v in p.values.items()})
+
+
 class _Features(nn.Module):
     """Wraps a network; forward returns the list of feature tensors a method matches."""
 
@@ -135,7 +140,6 @@ class DM(MatchingMethod):
                 return functional_call(wrapper, (params, buffers), (x,))
 
         state.extra["features"] = torch.compile(feats, dynamic=False) if cfg.compile else feats
-        state.extra["features_eager"] = feats
         state.extra["pool"] = {}
         state.extra["slots"] = None  # the pool is built (or rebuilt after a resume) on first use
 
@@ -150,21 +154,14 @@ class DM(MatchingMethod):
         aug = None
         if state.dsa is not None:
             aug = sample(state.dsa, real.num_classes, tuple(real.image_shape[1:]), generator)
-        xs = torch.cat([real.sample_class(c, cfg.batch_real, generator) for c in range(real.num_classes)])
-        sums: list[torch.Tensor] | None = None
-        chunk = max(cfg.batch_real, 1024 // cfg.batch_real * cfg.batch_real)  # whole classes per chunk
+        stats: list[list[torch.Tensor]] = []
         with torch.no_grad():
-            for start in range(0, len(xs), chunk):
-                xb = xs[start:start + chunk]
+            for c in range(real.num_classes):  # one class per forward: one shape, one compile
+                xb = real.sample_class(c, cfg.batch_real, generator)
                 if aug is not None:
-                    first = start // cfg.batch_real
-                    per_class = DSAParams(aug.op, {k: (v[first:first + len(xb) // cfg.batch_real]
-                                                       if isinstance(v, torch.Tensor) else v)
-                                                   for k, v in aug.values.items()})
-                    xb = apply(xb, expand_params(per_class, cfg.batch_real))
-                out = state.extra["features_eager"](params, buffers, xb)
-                stats = self.statistics(out, len(xb) // cfg.batch_real, cfg.batch_real)
-                sums = stats if sums is None else [torch.cat([a, b]) for a, b in zip(sums, stats)]
+                    xb = apply(xb, expand_params(_take(aug, c), cfg.batch_real))
+                stats.append(self.statistics(state.extra["features"](params, buffers, xb), 1, cfg.batch_real))
+        sums = [torch.cat(parts) for parts in zip(*stats)]
         return _View(params=params, buffers=buffers, aug=aug, targets=sums)
 
     def _view_generator(self, state: MatchingState, number: int) -> torch.Generator:
