@@ -192,7 +192,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             full_data=args.full_data, method_overrides=tuple(args.set),
             data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
         )
-        run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells)
+        run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells,
+                 sets_dir=(results.parent / "sets" if args.sets is None else Path(args.sets) if args.sets else None))
     out = write_benchmarks_md(results, Path(args.markdown))
     print(out)
     return 0
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--markdown", default="BENCHMARKS.md")
     b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")
     b.add_argument("--max-cells", type=int, help="stop after this many new cells")
+    b.add_argument("--sets", default=None,
+                   help="keep each distilled set (and its checkpoints) here and reuse it across protocols and "
+                        "architectures; '' to keep none (default: 'sets' beside --results)")
     _add_data_args(b)
     _add_protocol_args(b, default="dc")
     b.set_defaults(func=cmd_bench)

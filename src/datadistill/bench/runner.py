@@ -13,6 +13,8 @@ from typing import Any
 
 
 from .._io import atomic_write_json
+from ..methods._matching import CHECKPOINT_FILE
+from ..synthetic import TENSORS_FILE, SyntheticSet
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -63,12 +65,25 @@ def cell_name(dataset: str, method: str, ipc: int, seed: int, tag: str, override
     return name + ".json"
 
 
+def set_dir_name(dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, str]) -> str:
+    """The directory of a cell's distilled set: shared by every protocol and architecture."""
+    name = f"{dataset}__{method}__ipc{ipc}__seed{seed}"
+    if overrides:
+        name += "__" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    return name
+
+
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()}
 
 
-def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cells: int | None = None) -> list[Path]:
-    """Run every missing cell of `grid`; return the paths written now."""
+def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cells: int | None = None,
+             sets_dir: Path | None = None) -> list[Path]:
+    """Run every missing cell of `grid`; return the paths written now.
+
+    With `sets_dir`, each distilled set is kept in `sets_dir/<dataset>__<method>__ipc<K>__seed<S>`
+    and reused by later cells (other protocols, other architectures), and an iterative method
+    checkpoints there, so a distillation killed midway resumes from its last checkpoint."""
     from .. import __version__
     from ..evaluation import evaluate, full_data_reference, get_protocol
     from ..methods import METHODS
@@ -98,11 +113,23 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         if real is None:
             real = grid.load_real()
         m = METHODS.get(method).with_overrides(overrides)
-        t0 = time.perf_counter()
-        bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}")
-        syn = m.distill(real, ipc, seed=seed, callbacks=[lambda p: bar(p.step, p.total)])
-        bar.close()
-        distill_s = time.perf_counter() - t0
+        syn = None
+        set_dir = sets_dir / set_dir_name(grid.dataset, method, ipc, seed, overrides) if sets_dir else None
+        if set_dir is not None and (set_dir / TENSORS_FILE).exists():
+            syn = SyntheticSet.load(set_dir)
+            if syn.config != config_dict(m.config):
+                syn = None  # made with another config: distil again (and replace it)
+        if syn is None:
+            resume = set_dir is not None and "iterative" in m.tags and (set_dir / CHECKPOINT_FILE).exists()
+            if resume and m._checkpoint_identity(real, ipc, seed) != m._read_checkpoint(set_dir / CHECKPOINT_FILE)[1]["identity"]:
+                resume = False
+            bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
+            syn = m.distill(real, ipc, seed=seed, run_dir=set_dir, resume=resume,
+                            callbacks=[lambda p, bar=bar: bar(p.step, p.total)])
+            bar.close()
+            if set_dir is not None:
+                syn.save(set_dir)
+        distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
         res = evaluate(syn, real, protocol, progress=bar)
         bar.close()
@@ -112,6 +139,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "method_config": config_dict(m.config), "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "storage_bytes": syn.storage_bytes["total"],
             "labels": "soft" if syn.soft_labels else "hard", "evaluation": res.as_dict(),
+            "distill_iterations": syn.meta.get("iterations"),
             "library_version": __version__, "git_revision": _git_revision(), "machine": _machine(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
