@@ -15,14 +15,14 @@ from datadistill.methods._matching import CHECKPOINT_FILE, METRICS_FILE, read_me
 from datadistill.methods.dm import DM
 from datadistill.synthetic import SyntheticSet
 
-MATCHING = ["dm", "dm-multilayer"]
-TINY = {"width": 8, "batch_real": 8, "compile": False, "pool_size": 3, "refresh_every": 2, "log_every": 1}
+MATCHING = ["dm", "dm-multilayer", "dc", "dsa"]
+TINY = {"width": 8, "batch_real": 8, "compile": False, "pool_size": 3, "refresh_every": 2, "log_every": 1,
+        "outer_loop": 2, "inner_loop": 2}
 
 
 def tiny(name: str, **kw):
     have = {f for f in get_method(name).config.__dataclass_fields__}
-    opts = {k: v for k, v in TINY.items() if k in have}
-    opts.update(kw)
+    opts = {k: v for k, v in {**TINY, **kw}.items() if k in have}  # method-specific knobs apply where they exist
     return get_method(name, **opts)
 
 
@@ -293,3 +293,21 @@ def test_cli_resume_errors(tmp_path, capsys):
     assert main(["-q", "distill", "--dataset", "tensors", "--data-dir", str(data), "--method", "random",
                  "--ipc", "1", "--out", str(tmp_path / "r"), "--resume"]) == 2
     assert "no iterations" in capsys.readouterr().err
+
+
+def test_gradient_distance_is_the_reference_layerwise_cosine():
+    from datadistill.methods.dc import gradient_distance, reference_loops
+
+    g = torch.Generator().manual_seed(0)
+    conv = torch.randn(4, 2, 3, 3, generator=g)
+    lin = torch.randn(3, 5, generator=g)
+    bias = torch.randn(4, generator=g)
+    assert gradient_distance([conv, lin, bias], [conv, lin, -bias]).abs() < 1e-5  # biases ignored
+    d = gradient_distance([conv], [-conv])
+    assert torch.allclose(d, torch.tensor(8.0), atol=1e-4)  # 4 rows, each 1 - (-1)
+    rows = conv.reshape(4, -1)
+    other = torch.randn(4, 18, generator=g)
+    want = (1 - (rows * other).sum(1) / (rows.norm(dim=1) * other.norm(dim=1) + 1e-6)).sum()
+    assert torch.allclose(gradient_distance([conv], [other.reshape(4, 2, 3, 3)]), want, atol=1e-5)
+    assert reference_loops(1) == (1, 1) and reference_loops(10) == (10, 50) and reference_loops(50) == (50, 10)
+    assert reference_loops(15) == (10, 50)

@@ -26,7 +26,7 @@ GENERIC_BUDGET: dict[str, object] = {
     "iterations": 2, "epochs": 1, "num_models": 1, "compile": False, "candidates": 2,
     "feature_width": 8, "feature_epochs": 1, "feature_train_size": 100, "feature_compile": False,
     "embed_compile": False, "pool_size": 3, "refresh_every": 1, "batch_real": 6, "width": 8,
-    "checkpoint_every": 0,
+    "checkpoint_every": 0, "outer_loop": 2, "inner_loop": 1,
 }
 FAST: dict[str, dict[str, object]] = {
     "kmeans": {"iterations": 10},
@@ -40,7 +40,10 @@ _MATCHING_INVALID = [("iterations", 0), ("lr_img", 0.0), ("lr_img", float("nan")
                      ("batch_real", 0), ("width", 0), ("precision", "fp16"), ("init", "no-such-method"),
                      ("init", "dm"), ("dsa_strategy", "crop_bogus"), ("checkpoint_every", -1), ("val_every", -5)]
 _DM_INVALID = _MATCHING_INVALID + [("pool_size", -1), ("refresh_every", -2)]
+_DC_INVALID = _MATCHING_INVALID + [("outer_loop", -1), ("inner_loop", -1), ("lr_net", 0.0), ("batch_train", 0)]
 INVALID: dict[str, list[tuple[str, object]]] = {
+    "dc": _DC_INVALID,
+    "dsa": _DC_INVALID,
     "dm": _DM_INVALID,
     "dm-multilayer": _DM_INVALID + [("layers", "0"), ("layers", "a,b"), ("layers", ""), ("moments", 3)],
     "herding": _FEATURE_INVALID,

@@ -85,8 +85,7 @@ class MatchingConfig(MethodConfig):
             raise ConfigError(f"momentum_img must be in [0, 1), got {self.momentum_img}")
         if self.precision not in _PRECISIONS:
             raise ConfigError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
-        if self.dsa:
-            DSAConfig(strategy=self.dsa_strategy).ops  # raises on unknown ops
+        _ = DSAConfig(strategy=self.dsa_strategy).ops  # raises on unknown ops
         from .base import METHODS
 
         if self.init not in ("real", "noise"):
@@ -130,7 +129,7 @@ class MatchingState:
         if not math.isfinite(value):
             raise DivergenceError(f"loss became {value} at iteration {self.iteration}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=[self.images])  # only the images: no gradients into network weights
         grad = self.images.grad
         if grad is not None and not bool(torch.isfinite(grad).all()):
             raise DivergenceError(f"non-finite image gradient at iteration {self.iteration}")
