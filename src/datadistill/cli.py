@@ -200,12 +200,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from .bench.speed import dm_speed, evaluation_speed
+    from .bench.speed import dc_speed, dm_speed, evaluation_speed
     from .bench.tables import write_benchmarks_md
 
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations)
+    elif args.what in ("dc", "dsa"):
+        row = dc_speed(args.dataset, ipc=args.ipc, method=args.what, data_dir=args.data_dir,
+                       results_dir=Path(args.results), quiet=args.quiet, outer_steps=args.iterations)
     else:
         row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
                                results_dir=Path(args.results), paths=tuple(args.paths.split(",")), quiet=args.quiet)
@@ -291,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path) or a DM "
                                       "iteration (the straightforward per-class loop against ours)")
-    sp.add_argument("--what", choices=("evaluation", "dm"), default="evaluation")
-    sp.add_argument("--iterations", type=int, default=5, help="timed iterations of the straightforward DM loop")
+    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa"), default="evaluation")
+    sp.add_argument("--iterations", type=int, default=5,
+                    help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop")
     sp.add_argument("--dataset", default="fashion-mnist")
     sp.add_argument("--ipc", type=int, default=10)
     sp.add_argument("--epochs", type=int, default=1000)

@@ -158,3 +158,90 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
     if results_dir is not None:
         atomic_write_json(Path(results_dir) / f"speed-dm-{dataset}-ipc{ipc}.json", row)
     return row
+
+
+def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int, inner_loop: int,
+                       batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
+    """Seconds per DC / DSA outer step written the straightforward way (as the reference `main.py`):
+    eager fp32, plain modules; per class a real gradient (256 images) and a synthetic gradient with
+    `create_graph`, one image step, then `inner_loop` epochs of training the network on the set."""
+    import torch.nn.functional as F
+
+    from ..augment import DSAConfig
+    from ..augment.dsa import apply, augment, sample
+    from ..methods.dc import gradient_distance
+    from ..models import get_model
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    syn = images.detach().clone().requires_grad_(True)
+    labels = torch.arange(real.num_classes).repeat_interleave(ipc)
+    opt = torch.optim.SGD([syn], lr=0.1, momentum=0.5)
+    cfg = DSAConfig()
+    hw = tuple(real.image_shape[1:])
+    net = get_model("convnet", channels=real.channels, num_classes=real.num_classes, image_size=hw, width=width,
+                    fast_first_block=False)
+    opt_net = torch.optim.SGD(net.parameters(), lr=0.01)
+    params = list(net.parameters())
+    times = []
+    for _ in range(outer_steps + 1):  # the first step is a warm-up
+        t0 = time.perf_counter()
+        loss = torch.zeros(())
+        for c in range(real.num_classes):
+            x_real, x_syn = real.sample_class(c, batch_real, g), syn[c * ipc:(c + 1) * ipc]
+            if dsa:
+                p = sample(cfg, 1, hw, g, batch_shared=True)
+                x_real, x_syn = apply(x_real, _broadcast(p, batch_real)), apply(x_syn, _broadcast(p, ipc))
+            gw_real = [t.detach() for t in torch.autograd.grad(
+                F.cross_entropy(net(x_real), torch.full((batch_real,), c)), params)]
+            gw_syn = torch.autograd.grad(F.cross_entropy(net(x_syn), torch.full((ipc,), c)), params, create_graph=True)
+            loss = loss + gradient_distance(list(gw_syn), gw_real)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        x_train = syn.detach().clone()
+        for _ in range(inner_loop):
+            order = torch.randperm(len(x_train), generator=g)
+            for s in range(0, len(order), 256):
+                idx = order[s:s + 256]
+                xb = augment(x_train[idx], cfg, g) if dsa else x_train[idx]
+                opt_net.zero_grad()
+                F.cross_entropy(net(xb), labels[idx]).backward()
+                opt_net.step()
+        times.append(time.perf_counter() - t0)
+    return sum(times[1:]) / outer_steps
+
+
+def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "dsa", outer_steps: int = 3,
+             data_dir: str | None = None, results_dir: Path | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Seconds per DC / DSA outer step (matching + the inner training) at the reference settings,
+    the straightforward loop against ours, side by side in one process."""
+    from .. import load_dataset
+    from ..methods import get_method
+
+    real = load_dataset(dataset, data_dir=data_dir)
+    m = get_method(method)
+    outer, inner = m.loops(ipc)
+    g = torch.Generator().manual_seed(0)
+    images = torch.cat([real.sample_class(c, ipc, g) for c in range(real.num_classes)])
+    t_plain = dc_straightforward(real, images, ipc, outer_steps=outer_steps, inner_loop=inner,
+                                 dsa=m.config.dsa)
+    if not quiet:
+        print(f"straightforward: {t_plain:.3f} s per outer step", flush=True)
+    stamps: list[float] = []
+    get_method(method, iterations=2, checkpoint_every=0).distill(
+        real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
+    t_ours = (stamps[1] - stamps[0]) / outer  # the second iteration: compiled already
+    if not quiet:
+        print(f"ours: {t_ours:.3f} s per outer step", flush=True)
+    figures = {"straightforward s/outer step": round(t_plain, 3), "ours s/outer step": round(t_ours, 3),
+               "speed-up": round(t_plain / t_ours, 2)}
+    row = {"what": f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class",
+           "setting": (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
+                       "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
+                       "synthetic side (double backward), compiled bf16 inner training"),
+           "figures": figures, "command": f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}",
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if results_dir is not None:
+        atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}.json", row)
+    return row
