@@ -108,6 +108,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                   + " --ipc " + ",".join(map(str, ipcs)) + " --seeds " + ",".join(map(str, seeds))
                   + f" --protocol {tag.split('-')[0]}" + (" --full-data" if any(r["dataset"] == dataset for r in refs) else "")
                   + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", [])) + "`", ""]
+    lines += _cross_architecture(cells)
     if speed:
         lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
         for s in speed:
@@ -116,6 +117,35 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         lines.append("")
     atomic_write_text(out, "\n".join(lines))
     return out
+
+
+def _cross_architecture(cells: list[dict]) -> list[str]:
+    """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
+    architectures: rows are methods, columns architectures (the same stored set in every column)."""
+    groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for c in cells:
+        p = c["evaluation"]["protocol"]
+        other = {k: v for k, v in p.items() if k not in ("model", "model_kwargs")}
+        key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
+        groups[key][c["method"]].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
+    lines: list[str] = []
+    order = ["convnet", "mlp", "lenet", "alexnet", "vgg11", "resnet18"]
+    for (dataset, preset, labels, ipc, _), by_method in sorted(groups.items()):
+        models = sorted({m for v in by_method.values() for m in v}, key=lambda m: (order.index(m) if m in order else 99, m))
+        if len(models) < 2:
+            continue
+        lines += [f"## Cross-architecture: {dataset}, IPC {ipc}, protocol `{preset}`, {labels} labels", "",
+                  "Each row's set is distilled once (with ConvNet-3) and evaluated on every architecture with the "
+                  "same protocol.", "", "| method | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+        for method in sorted(by_method, key=lambda m: (m != "random", m)):
+            vals = []
+            for m in models:
+                accs = by_method[method].get(m)
+                vals.append(f"{statistics.fmean(accs):.1f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.1f}"
+                            if accs else "—")
+            lines.append(f"| {method} | " + " | ".join(vals) + " |")
+        lines.append("")
+    return lines
 
 
 def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path | None:

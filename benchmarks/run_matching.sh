@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Matching methods (issue 3), resumable: every cell is one JSON file, every distilled set is kept in
+# benchmarks/sets/ and checkpoints there, so a killed run resumes mid-distillation.
+# Standard protocol: ConvNet-3, 1000 epochs with DSA, 5 models, hard labels (`--protocol dsa`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DD=${DD:-.venv/bin/datadistill}
+STAGE=${STAGE:-all}
+fm() { $DD bench --dataset fashion-mnist --protocol dsa "$@"; }
+if [ "$STAGE" = all ] || [ "$STAGE" = speed ]; then
+  [ -f benchmarks/results/speed-dm-fashion-mnist-ipc10.json ] || $DD speed --what dm --ipc 10
+fi
+if [ "$STAGE" = all ] || [ "$STAGE" = dm ]; then
+  fm --methods random,dm --ipc 1,10
+  fm --methods dm-multilayer --ipc 10,1
+  for m in mlp lenet alexnet vgg11 resnet18; do fm --methods random,dm,dm-multilayer --ipc 10 --eval-set model=$m; done
+  $DD bench --dataset mnist-5k --protocol dsa --methods random,dm,dm-multilayer --ipc 1,10
+  fm --methods random,dm,dm-multilayer --ipc 50
+fi
+if [ "$STAGE" = all ] || [ "$STAGE" = dc ]; then
+  fm --methods dc,dsa --ipc 1,10
+  $DD bench --dataset mnist-5k --protocol dsa --methods dc,dsa --ipc 1,10
+  fm --methods dc,dsa --ipc 50
+fi
