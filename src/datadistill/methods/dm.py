@@ -80,12 +80,12 @@ class DM(MatchingMethod):
 
     @dataclass(frozen=True)
     class Config(MatchingConfig):
-        iterations: int = 10000
+        iterations: int = 8000
         lr_img: float = 1.0
         momentum_img: float = 0.5
         batch_real: int = 256
         pool_size: int = 256  # cached (network, augmentation, real means) views; 0 = a fresh view each iteration
-        refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
+        refresh_every: int = 20  # iterations between replacing the oldest view; 0 = never
         checkpoint_every: int = 500
 
         def validate(self) -> None:
