@@ -160,3 +160,5 @@ def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path
     assert (sets[0] / "synthetic.safetensors").stat().st_mtime_ns == stamp
     rows = [json.loads(p.read_text()) for p in results.glob("*.json")]
     assert len(rows) == 2 and len({r["distill_wall_time_s"] for r in rows}) == 1
+    text = (tmp_path / "B.md").read_text()
+    assert "## Cross-architecture: tensors, IPC 2" in text and "| method | convnet | mlp |" in text
