@@ -74,7 +74,10 @@ def set_dir_name(dataset: str, method: str, ipc: int, seed: int, overrides: dict
 
 
 def _machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()}
+    import torch
+
+    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "processor": platform.processor()}
 
 
 def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cells: int | None = None,

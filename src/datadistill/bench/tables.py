@@ -76,7 +76,11 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
                     n_seeds = len({r["seed"] for r in sel})
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
-                    times.append(f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}")
+                    t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
+                    threads = {r.get("machine", {}).get("threads") for r in sel} - {None}
+                    if threads and threads != {2}:
+                        t += f" ({'/'.join(map(str, sorted(threads)))} thread{'s' if max(threads) > 1 else ''})"
+                    times.append(t)
                     ys.append((k, mean))
                 else:
                     cellv.append("—")
