@@ -165,7 +165,7 @@ def test_dm_matches_the_straightforward_per_class_loss(real):
     """The batched, cached loss equals the reference's per-class loop for the same view."""
     from datadistill.augment.dsa import DSAParams, apply
     from datadistill.methods._matching import MatchingState
-    from datadistill.methods.dm import expand_params
+    from datadistill.augment.dsa import expand_params
 
     m = tiny("dm", precision="fp32", pool_size=0)
     g = torch.Generator().manual_seed(0)
@@ -184,9 +184,6 @@ def test_dm_matches_the_straightforward_per_class_loss(real):
     from datadistill.models import get_model
     net = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8, fast_first_block=False)
     net.load_state_dict({k[len("net."):]: v for k, v in view.params.items()}, strict=False)
-    gen = torch.Generator().manual_seed(1)
-    gen_state = gen.get_state()
-    del gen_state
     total = 0.0
     for c in range(4):
         per = DSAParams(view.aug.op, {k: (v[c:c + 1].expand(3, *v.shape[1:]) if isinstance(v, torch.Tensor) else v)

@@ -121,6 +121,26 @@ def apply(x: torch.Tensor, p: DSAParams) -> torch.Tensor:
     return F.grid_sample(x, grid, align_corners=True)
 
 
+def _map(p: DSAParams, fn) -> DSAParams:
+    return DSAParams(p.op, {k: (fn(v) if isinstance(v, torch.Tensor) else v) for k, v in p.values.items()})
+
+
+def broadcast(p: DSAParams, n: int) -> DSAParams:
+    """The first image's parameters for all n images (the siamese batch mode of the reference)."""
+    return _map(p, lambda v: v[:1].expand(n, *v.shape[1:]))
+
+
+def take(p: DSAParams, c: int) -> DSAParams:
+    """Entry c of per-group parameters (e.g. the parameters of class c)."""
+    return _map(p, lambda v: v[c:c + 1])
+
+
+def expand_params(p: DSAParams, counts: int) -> DSAParams:
+    """Per-class parameters (one entry per class) -> per-image parameters for images grouped by
+    class, `counts` images per class."""
+    return _map(p, lambda v: v.repeat_interleave(counts, 0))
+
+
 def augment(x: torch.Tensor, cfg: DSAConfig, generator: torch.Generator, batch_shared: bool = False) -> torch.Tensor:
     """Sample and apply in one call (no Siamese partner)."""
     return apply(x, sample(cfg, x.shape[0], tuple(x.shape[2:]), generator, batch_shared))

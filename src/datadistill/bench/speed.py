@@ -63,7 +63,7 @@ def dm_straightforward(real, images: torch.Tensor, ipc: int, *, iterations: int,
     eager fp32, plain nn.Conv2d -> GroupNorm modules, a fresh network every iteration, and per class
     256 fresh real images and the class's synthetic images through it under one shared DSA draw."""
     from ..augment import DSAConfig
-    from ..augment.dsa import apply, sample
+    from ..augment.dsa import apply, broadcast, sample
     from ..models import get_model
 
     g = torch.Generator().manual_seed(seed)
@@ -84,21 +84,14 @@ def dm_straightforward(real, images: torch.Tensor, ipc: int, *, iterations: int,
             img_real = real.sample_class(c, batch_real, g)
             img_syn = syn[c * ipc:(c + 1) * ipc]
             params = sample(dsa, 1, hw, g, batch_shared=True)
-            out_real = net.embed(apply(img_real, _broadcast(params, batch_real))).detach()
-            out_syn = net.embed(apply(img_syn, _broadcast(params, ipc)))
+            out_real = net.embed(apply(img_real, broadcast(params, batch_real))).detach()
+            out_syn = net.embed(apply(img_syn, broadcast(params, ipc)))
             loss = loss + ((out_real.mean(0) - out_syn.mean(0)) ** 2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t0)
     return sum(times[1:]) / iterations
-
-
-def _broadcast(params, n: int):
-    from ..augment.dsa import DSAParams
-
-    return DSAParams(params.op, {k: (v[:1].expand(n, *v.shape[1:]) if isinstance(v, torch.Tensor) else v)
-                                 for k, v in params.values.items()})
 
 
 def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_iterations: int = 5,
@@ -168,7 +161,7 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
     import torch.nn.functional as F
 
     from ..augment import DSAConfig
-    from ..augment.dsa import apply, augment, sample
+    from ..augment.dsa import apply, augment, broadcast, sample
     from ..methods.dc import gradient_distance
     from ..models import get_model
 
@@ -191,7 +184,7 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
             x_real, x_syn = real.sample_class(c, batch_real, g), syn[c * ipc:(c + 1) * ipc]
             if dsa:
                 p = sample(cfg, 1, hw, g, batch_shared=True)
-                x_real, x_syn = apply(x_real, _broadcast(p, batch_real)), apply(x_syn, _broadcast(p, ipc))
+                x_real, x_syn = apply(x_real, broadcast(p, batch_real)), apply(x_syn, broadcast(p, ipc))
             gw_real = [t.detach() for t in torch.autograd.grad(
                 F.cross_entropy(net(x_real), torch.full((batch_real,), c)), params)]
             gw_syn = torch.autograd.grad(F.cross_entropy(net(x_syn), torch.full((ipc,), c)), params, create_graph=True)

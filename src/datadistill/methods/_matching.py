@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .._io import atomic_write_bytes
 from ..augment import DSAConfig
@@ -41,6 +42,7 @@ from ..augment.dsa import DEFAULT_STRATEGY
 from ..config import config_dict
 from ..data import RealData
 from ..errors import ConfigError, DivergenceError, RunDirError, UnknownNameError
+from ..models import get_model
 from ..synthetic import SyntheticSet
 from .base import Callback, Method, MethodConfig, Progress
 
@@ -219,7 +221,22 @@ class MatchingMethod(Method):
 
     # ---- pieces subclasses may use or override ----------------------------------------------------
     def check_data(self, real: RealData) -> None:
-        """Raise ConfigError if the method cannot run on `real`."""
+        """Raise ConfigError if the method cannot run on `real` (the networks need 2-D images)."""
+        if len(real.image_shape) != 3 or real.image_shape[1] < 4:
+            raise ConfigError(f"{self.name} needs 2-D images, {real.name} has shape {real.image_shape}")
+
+    def network(self, real: RealData, generator: torch.Generator | None = None) -> nn.Module:
+        """The configured network for `real`, initialised from a seed drawn from `generator` (or
+        arbitrarily when None: a structural template); the global RNG is left untouched."""
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        kwargs: dict[str, Any] = {}
+        if cfg.model == "convnet":
+            kwargs = {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
+        with torch.random.fork_rng(devices=[]):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            return get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
+                             image_size=real.image_shape[1:], **kwargs)
 
     def initial_images(self, real: RealData, ipc: int, seed: int,
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

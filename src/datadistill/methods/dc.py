@@ -15,18 +15,15 @@ defaults (`outer_loop` / `inner_loop` = 0 picks them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..augment.dsa import DSAParams, apply, sample
-from ..data import RealData
+from ..augment.dsa import apply, broadcast, sample
 from ..errors import ConfigError
 from ..evaluation.train import fit
-from ..models import get_model
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
 from .base import register
 
@@ -53,11 +50,6 @@ def gradient_distance(gw_syn: list[torch.Tensor], gw_real: list[torch.Tensor]) -
         cos = (gs * gr).sum(-1) / (gs.norm(dim=-1) * gr.norm(dim=-1) + 1e-6)
         total = total + (1 - cos).sum()
     return total
-
-
-def _per_class(p: DSAParams, c: int, n: int) -> DSAParams:
-    return DSAParams(p.op, {k: (v[c:c + 1].expand(n, *v.shape[1:]) if isinstance(v, torch.Tensor) else v)
-                            for k, v in p.values.items()})
 
 
 @register
@@ -97,22 +89,9 @@ class DC(MatchingMethod):
         ref_outer, ref_inner = reference_loops(ipc)
         return self.config.outer_loop or ref_outer, self.config.inner_loop or ref_inner
 
-    def check_data(self, real: RealData) -> None:
-        if len(real.image_shape) != 3 or real.image_shape[1] < 4:
-            raise ConfigError(f"{self.name} needs 2-D images, {real.name} has shape {real.image_shape}")
-
-    def _network(self, real: RealData) -> nn.Module:
-        cfg = self.config
-        kwargs: dict[str, Any] = {}
-        if cfg.model == "convnet":
-            kwargs = {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
-        return get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
-                         image_size=real.image_shape[1:], **kwargs)
-
     def setup(self, state: MatchingState) -> None:
         cfg = self.config
-        with torch.random.fork_rng(devices=[]):
-            template = self._network(state.real)
+        template = self.network(state.real)
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in template.modules()):
             raise ConfigError(f"{self.name}: batch norm is not supported during matching; use norm=instance")
 
@@ -127,9 +106,7 @@ class DC(MatchingMethod):
         cfg, real = self.config, state.real
         outer, inner = self.loops(state.ipc)
         g = state.generator
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=g)))
-            net = self._network(real)
+        net = self.network(real, g)
         net.train()
         names = [n for n, _ in net.named_parameters()]
         buffers = dict(net.named_buffers())
@@ -143,8 +120,8 @@ class DC(MatchingMethod):
                 x_syn = state.class_images(c)
                 if state.dsa is not None:
                     aug = sample(state.dsa, 1, hw, g, batch_shared=True)
-                    x_real = apply(x_real, _per_class(aug, 0, len(x_real)))
-                    x_syn = apply(x_syn, _per_class(aug, 0, len(x_syn)))
+                    x_real = apply(x_real, broadcast(aug, len(x_real)))
+                    x_syn = apply(x_syn, broadcast(aug, len(x_syn)))
                 y_real = torch.full((len(x_real),), c, dtype=torch.long)
                 detached = {n: p.detach().requires_grad_(True) for n, p in params.items()}
                 loss_real = state.extra["real_loss"](detached, buffers, x_real, y_real)

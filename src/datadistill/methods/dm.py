@@ -19,32 +19,17 @@ schedule: a fresh view every iteration, used once (still batched over classes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..augment.dsa import DSAParams, apply, sample
-from ..data import RealData
+from ..augment.dsa import DSAParams, apply, expand_params, sample, take
 from ..errors import ConfigError
-from ..models import get_model
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
 from .base import register
 
 _VIEW_SEED_STRIDE = 1_000_003
-
-
-def expand_params(p: DSAParams, counts: int) -> DSAParams:
-    """Per-class DSA parameters (one entry per class) -> per-image parameters for images grouped
-    by class, `counts` images per class."""
-    return DSAParams(p.op, {k: (v.repeat_interleave(counts, 0) if isinstance(v, torch.Tensor) else v)
-                            for k, v in p.values.items()})
-
-
-def _take(p: DSAParams, c: int) -> DSAParams:
-    """The parameters of class c of per-class DSA parameters."""
-    return DSAParams(p.op, {k: (v[c:c + 1] if isinstance(v, torch.Tensor) else v) for k, v in p.values.items()})
 
 
 class _Features(nn.Module):
@@ -66,7 +51,8 @@ class _Features(nn.Module):
 class _View:
     params: dict[str, torch.Tensor]
     buffers: dict[str, torch.Tensor]
-    aug: DSAParams | None
+    aug: DSAParams | None  # per class
+    syn_aug: DSAParams | None  # the same, expanded to the synthetic images (ipc per class)
     targets: list[torch.Tensor]  # per matched statistic: (C, D) real class statistics
 
 
@@ -109,24 +95,11 @@ class DM(MatchingMethod):
         return sum(((t - s) ** 2).sum() for s, t in zip(syn_stats, targets))
 
     # ---- hooks ------------------------------------------------------------------------------------
-    def check_data(self, real: RealData) -> None:
-        if len(real.image_shape) != 3 or real.image_shape[1] < 4:
-            raise ConfigError(f"{self.name} needs 2-D images, {real.name} has shape {real.image_shape}")
-
-    def _network(self, real: RealData) -> nn.Module:
-        cfg = self.config
-        kwargs: dict[str, Any] = {}
-        if cfg.model == "convnet":
-            kwargs = {"width": cfg.width, "depth": cfg.depth, "norm": cfg.norm}
-        return get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
-                         image_size=real.image_shape[1:], **kwargs)
-
     def setup(self, state: MatchingState) -> None:
         cfg = self.config
         real = state.real
         layers = self.matched_layers()
-        with torch.random.fork_rng(devices=[]):  # a structural template; views bring their own weights
-            template = self._network(real)
+        template = self.network(real)  # a structural template; views bring their own weights
         if layers is not None and not hasattr(template, "block_outputs"):
             raise ConfigError(f"{self.name}: model {cfg.model!r} has no blocks to match; use convnet")
         if layers is not None and max(layers) > getattr(template, "depth", 0):
@@ -146,9 +119,7 @@ class DM(MatchingMethod):
     def _view(self, state: MatchingState, generator: torch.Generator) -> _View:
         """A network, an augmentation draw and the real class statistics under them."""
         real, cfg = state.real, self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-            net = self._network(real)
+        net = self.network(real, generator)
         params = {f"net.{k}": v.detach() for k, v in net.named_parameters()}
         buffers = {f"net.{k}": v for k, v in net.named_buffers()}
         aug = None
@@ -159,10 +130,11 @@ class DM(MatchingMethod):
             for c in range(real.num_classes):  # one class per forward: one shape, one compile
                 xb = real.sample_class(c, cfg.batch_real, generator)
                 if aug is not None:
-                    xb = apply(xb, expand_params(_take(aug, c), cfg.batch_real))
+                    xb = apply(xb, expand_params(take(aug, c), cfg.batch_real))
                 stats.append(self.statistics(state.extra["features"](params, buffers, xb), 1, cfg.batch_real))
         sums = [torch.cat(parts) for parts in zip(*stats)]
-        return _View(params=params, buffers=buffers, aug=aug, targets=sums)
+        syn_aug = expand_params(aug, state.ipc) if aug is not None else None
+        return _View(params=params, buffers=buffers, aug=aug, syn_aug=syn_aug, targets=sums)
 
     def _view_generator(self, state: MatchingState, number: int) -> torch.Generator:
         return torch.Generator().manual_seed(state.seed * _VIEW_SEED_STRIDE + number + 1)
@@ -197,8 +169,8 @@ class DM(MatchingMethod):
         else:
             view = self._view(state, state.generator)
         x = state.images
-        if view.aug is not None:
-            x = apply(x, expand_params(view.aug, state.ipc))
+        if view.syn_aug is not None:
+            x = apply(x, view.syn_aug)
         feats = state.extra["features"](view.params, view.buffers, x)
         stats = self.statistics(feats, state.real.num_classes, state.ipc)
         return state.update(self.match_loss(stats, view.targets))
