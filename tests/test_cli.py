@@ -162,3 +162,19 @@ def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path
     assert len(rows) == 2 and len({r["distill_wall_time_s"] for r in rows}) == 1
     text = (tmp_path / "B.md").read_text()
     assert "## Cross-architecture: tensors, IPC 2" in text and "| method | convnet | mlp |" in text
+
+
+def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):
+    code, _, err = run(["speed", "--what", "dc", "--set", "lr=3", "--results", str(tmp_path)], capsys)
+    assert code != 0 and "pool_size=N" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, capsys):
+    results, md = tmp_path / "results", tmp_path / "B.md"
+    argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "best-of-random", "--ipc", "1",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(md)]
+    assert run(argv, capsys)[0] == 0
+    assert run([*argv, "--set", "best-of-random.candidates=2"], capsys)[0] == 0
+    text = md.read_text()
+    assert "| best-of-random | " in text and "| best-of-random (candidates=2) | " in text
+    assert "--set best-of-random.candidates=2" in text

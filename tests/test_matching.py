@@ -44,7 +44,8 @@ def stop_at(step: int):
 
 @pytest.mark.parametrize("name", MATCHING)
 def test_loss_goes_down(name, real):
-    m = tiny(name, iterations=30, pool_size=2, refresh_every=0, dsa=False, init="noise", lr_img=0.5)
+    pool = 2 if name.startswith("dm") else 0  # DC's pool only caches the first outer step; tested below
+    m = tiny(name, iterations=30, pool_size=pool, refresh_every=0, dsa=False, init="noise", lr_img=0.5)
     seen = []
     m.distill(real, 2, seed=0, callbacks=[lambda p: seen.append(p.loss)])
     first, last = sum(seen[:3]) / 3, sum(seen[-3:]) / 3
@@ -65,13 +66,49 @@ def test_resume_after_kill_is_bit_identical(name, real, tmp_path):
     assert [r["loss"] for r in read_metrics(run)] == [r["loss"] for r in read_metrics(tmp_path / "a")]
 
 
-def test_resume_with_pool_refresh_and_checkpoint_mid_refresh_cycle(real, tmp_path):
-    kw = {"iterations": 10, "checkpoint_every": 3, "pool_size": 2, "refresh_every": 4}
-    full = tiny("dm", **kw).distill(real, 3, seed=1)
+@pytest.mark.parametrize("name,pool", [("dm", 2), ("dsa", 2), ("dc", 0)])
+def test_resume_with_pool_refresh_and_checkpoint_mid_refresh_cycle(name, pool, real, tmp_path):
+    kw = {"iterations": 10, "checkpoint_every": 3, "pool_size": pool, "refresh_every": 4}
+    full = tiny(name, **kw).distill(real, 3, seed=1)
     with pytest.raises(Stop):
-        tiny("dm", **kw).distill(real, 3, seed=1, run_dir=tmp_path, callbacks=[stop_at(5)])
-    resumed = tiny("dm", **kw).distill(real, 3, seed=1, run_dir=tmp_path, resume=True)
+        tiny(name, **kw).distill(real, 3, seed=1, run_dir=tmp_path, callbacks=[stop_at(5)])
+    resumed = tiny(name, **kw).distill(real, 3, seed=1, run_dir=tmp_path, resume=True)
     assert torch.equal(full.images, resumed.images)
+
+
+@pytest.mark.parametrize("pool,expected", [(0, 6 * 4), (2, 2 * 4)])
+def test_dc_pool_caches_the_first_outer_steps_real_gradients(pool, expected, real, monkeypatch):
+    """At IPC 1 (one outer step) the real side runs once per view, not once per iteration; the
+    reference schedule (pool_size=0) computes it every iteration."""
+    m = tiny("dc", iterations=6, pool_size=pool, refresh_every=0, outer_loop=0, inner_loop=0)
+    calls = []
+    real_gradients = type(m).real_gradients
+    monkeypatch.setattr(type(m), "real_gradients", lambda self, *a: calls.append(1) or real_gradients(self, *a))
+    s = m.distill(real, 1, seed=0)
+    assert len(calls) == expected
+    assert torch.isfinite(s.images).all()
+
+
+def test_dc_pooled_view_holds_the_gradients_of_its_network(real):
+    """A view's cached real gradients are those of its stored weights and augmentation."""
+    from datadistill.augment import DSAConfig
+    from datadistill.methods._matching import MatchingState
+
+    m = tiny("dsa", precision="fp32")
+    g = torch.Generator().manual_seed(0)
+    images, labels = m.initial_images(real, 2, 0, g)
+    state = MatchingState(real=real, ipc=2, config=m.config, images=images.requires_grad_(True), labels=labels,
+                          optimizer=torch.optim.SGD([images], lr=0.1), generator=g, seed=0, dsa=DSAConfig())
+    m.setup(state)
+    view = m.build_view(state, torch.Generator().manual_seed(3))
+    replay = torch.Generator().manual_seed(3)
+    net = m.network(real, replay)
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in view.weights.items())
+    for c in range(real.num_classes):
+        grads, aug = m.real_gradients(state, net, dict(net.named_parameters()), c, replay)
+        assert all(torch.equal(a, b) for a, b in zip(grads, view.grads[c]))
+        assert aug.op == view.augs[c].op
+    assert len(view.grads[0]) == len(m.matched(net)) == 4  # three convs and the classifier; no biases or norms
 
 
 def test_resume_refuses_a_different_run(real, tmp_path):
@@ -176,7 +213,7 @@ def test_dm_matches_the_straightforward_per_class_loss(real):
                           optimizer=torch.optim.SGD([images], lr=1.0), generator=g, seed=0,
                           dsa=DSAConfig())
     m.setup(state)
-    view = m._view(state, torch.Generator().manual_seed(1))
+    view = m.build_view(state, torch.Generator().manual_seed(1))
     x = apply(images, expand_params(view.aug, 3))
     feats = state.extra["features"](view.params, view.buffers, x)
     batched = m.match_loss(m.statistics(feats, 4, 3), view.targets)

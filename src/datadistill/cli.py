@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DatadistillError, RunDirError
+from .errors import ConfigError, DatadistillError, RunDirError
 from .progress import ProgressBar as _Bar
 
 log = logging.getLogger("datadistill")
@@ -207,7 +207,13 @@ def cmd_speed(args: argparse.Namespace) -> int:
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations)
     elif args.what in ("dc", "dsa"):
-        row = dc_speed(args.dataset, ipc=args.ipc, method=args.what, data_dir=args.data_dir,
+        schedule: dict[str, int] = {}
+        for kv in args.set:
+            key, _, value = kv.partition("=")
+            if key not in ("pool_size", "refresh_every", "iterations") or not value.isdigit():
+                raise ConfigError(f"speed --set takes pool_size=N, refresh_every=N, iterations=N; got {kv!r}")
+            schedule[key] = int(value)
+        row = dc_speed(args.dataset, ipc=args.ipc, method=args.what, data_dir=args.data_dir, schedule=schedule,
                        results_dir=Path(args.results), quiet=args.quiet, outer_steps=args.iterations)
     else:
         row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
@@ -299,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop")
     sp.add_argument("--dataset", default="fashion-mnist")
     sp.add_argument("--ipc", type=int, default=10)
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dc/dsa: also time the view-pool schedule pool_size=P, refresh_every=R, iterations=I")
     sp.add_argument("--epochs", type=int, default=1000)
     sp.add_argument("--paths", default="eager-fp32-plain,eager-fp32,fast",
                     help="comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast")

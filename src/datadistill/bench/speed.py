@@ -153,11 +153,13 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
     return row
 
 
-def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int, inner_loop: int,
+def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int, outer_loop: int, inner_loop: int,
                        batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
     """Seconds per DC / DSA outer step written the straightforward way (as the reference `main.py`):
     eager fp32, plain modules; per class a real gradient (256 images) and a synthetic gradient with
-    `create_graph`, one image step, then `inner_loop` epochs of training the network on the set."""
+    `create_graph`, one image step, then `inner_loop` epochs of training the network on the set.
+    Like the reference, an iteration of `outer` steps trains the network after all but the last, so
+    the figure is (match + inner * (outer - 1) / outer), the two parts timed separately."""
     import torch.nn.functional as F
 
     from ..augment import DSAConfig
@@ -176,7 +178,7 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
                     fast_first_block=False)
     opt_net = torch.optim.SGD(net.parameters(), lr=0.01)
     params = list(net.parameters())
-    times = []
+    match_times, inner_times = [], []
     for _ in range(outer_steps + 1):  # the first step is a warm-up
         t0 = time.perf_counter()
         loss = torch.zeros(())
@@ -192,6 +194,7 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
         opt.zero_grad()
         loss.backward()
         opt.step()
+        t1 = time.perf_counter()
         x_train = syn.detach().clone()
         for _ in range(inner_loop):
             order = torch.randperm(len(x_train), generator=g)
@@ -201,39 +204,73 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
                 opt_net.zero_grad()
                 F.cross_entropy(net(xb), labels[idx]).backward()
                 opt_net.step()
-        times.append(time.perf_counter() - t0)
-    return sum(times[1:]) / outer_steps
+        match_times.append(t1 - t0)
+        inner_times.append(time.perf_counter() - t1)
+    match, inner = sum(match_times[1:]) / outer_steps, sum(inner_times[1:]) / outer_steps
+    return match + inner * (outer_loop - 1) / outer_loop
 
 
 def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "dsa", outer_steps: int = 3,
-             data_dir: str | None = None, results_dir: Path | None = None, quiet: bool = False) -> dict[str, Any]:
+             schedule: dict[str, Any] | None = None, data_dir: str | None = None, results_dir: Path | None = None,
+             quiet: bool = False) -> dict[str, Any]:
     """Seconds per DC / DSA outer step (matching + the inner training) at the reference settings,
-    the straightforward loop against ours, side by side in one process."""
+    the straightforward loop against ours, side by side in one process. With `schedule` naming a
+    view pool ({"pool_size": P, "refresh_every": R, "iterations": I}), also ours with the pool: the
+    steady cost, the cost of one view, and the amortised cost of that schedule counting every view."""
     from .. import load_dataset
     from ..methods import get_method
 
+    reference = {"batch_real": 256, "outer_loop": 0, "inner_loop": 0, "width": 128, "init": "real",
+                 "checkpoint_every": 0}
     real = load_dataset(dataset, data_dir=data_dir)
-    m = get_method(method)
+    m = get_method(method, **reference)
     outer, inner = m.loops(ipc)
     g = torch.Generator().manual_seed(0)
     images = torch.cat([real.sample_class(c, ipc, g) for c in range(real.num_classes)])
-    t_plain = dc_straightforward(real, images, ipc, outer_steps=outer_steps, inner_loop=inner,
+    figures: dict[str, Any] = {}
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, flush=True)
+
+    t_plain = dc_straightforward(real, images, ipc, outer_steps=outer_steps, outer_loop=outer, inner_loop=inner,
                                  dsa=m.config.dsa)
-    if not quiet:
-        print(f"straightforward: {t_plain:.3f} s per outer step", flush=True)
-    stamps: list[float] = []
-    get_method(method, iterations=2, checkpoint_every=0).distill(
-        real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
-    t_ours = (stamps[1] - stamps[0]) / outer  # the second iteration: compiled already
-    if not quiet:
-        print(f"ours: {t_ours:.3f} s per outer step", flush=True)
-    figures = {"straightforward s/outer step": round(t_plain, 3), "ours s/outer step": round(t_ours, 3),
-               "speed-up": round(t_plain / t_ours, 2)}
+    figures["straightforward s/outer step"] = round(t_plain, 3)
+    say(f"straightforward: {t_plain:.3f} s per outer step")
+
+    def timed(iterations: int, skip: int, **overrides) -> float:
+        stamps: list[float] = []
+        get_method(method, **{**reference, "iterations": iterations, **overrides}).distill(
+            real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
+        return _iteration_times(stamps, skip=skip) / outer
+
+    t_ours = timed(max(2, 8 // outer), skip=0, pool_size=0)  # the first iteration (compiling) is not timed
+    figures["ours s/outer step"] = round(t_ours, 3)
+    figures["speed-up"] = round(t_plain / t_ours, 2)
+    say(f"ours: {t_ours:.3f} s per outer step")
+    pooled = ""
+    if schedule and schedule.get("pool_size"):
+        size, every = int(schedule["pool_size"]), int(schedule.get("refresh_every", 0))
+        total = int(schedule.get("iterations", m.config.iterations))
+        steady = timed(max(2, 8 // outer), skip=0, pool_size=4, refresh_every=0)  # views built in the first
+        view_cost = max(t_ours - steady, 0.0) * outer
+        n_views = size + (total // every if every else 0)
+        amortised = steady + n_views * view_cost / total / outer
+        figures["ours, pooled steady s/outer step"] = round(steady, 4)
+        figures["one view build s"] = round(view_cost, 3)
+        figures["ours, pooled schedule amortised s/outer step"] = round(amortised, 4)
+        figures["speed-up (straightforward / pooled amortised)"] = round(t_plain / amortised, 1)
+        say(f"ours, pooled: {steady:.4f} s steady, one view {view_cost:.3f} s; {total} iterations with {n_views} "
+            f"views: {amortised:.4f} s per outer step amortised")
+        pooled = (f"; pooled: the first outer step's real gradients cached per view (pool {size}, one replaced "
+                  f"every {every} iterations, {total} iterations)")
     row = {"what": f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class",
            "setting": (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
                        "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
-                       "synthetic side (double backward), compiled bf16 inner training"),
-           "figures": figures, "command": f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}",
+                       "synthetic side (double backward), compiled bf16 inner training" + pooled),
+           "figures": figures,
+           "command": (f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}"
+                       + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
         atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}.json", row)

@@ -41,6 +41,13 @@ def _load(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
     return cells, refs, speed
 
 
+def _label(cell: dict[str, Any]) -> str:
+    """The method's name, with its config overrides when the cell used any (such cells are rows of
+    their own, never pooled with the defaults)."""
+    ov = cell.get("method_overrides") or {}
+    return cell["method"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(ov.items())) + ")" if ov else "")
+
+
 def _protocol_line(p: dict[str, Any]) -> str:
     return (f"{p['model']} ({dict(p.get('model_kwargs') or {}) or 'defaults'}), {p['epochs']} epochs, SGD lr {p['lr']} "
             f"momentum {p['momentum']} wd {p['weight_decay']}, batch {p['batch_size']}, lr x0.1 at "
@@ -57,7 +64,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     plots = []
     for (dataset, tag, labels, model), rows in sorted(groups.items()):
         ipcs = sorted({r["ipc"] for r in rows})
-        methods = sorted({r["method"] for r in rows}, key=lambda m: (m != "random", m))
+        methods = sorted({_label(r) for r in rows}, key=lambda m: (m != "random", m))
+        base = {_label(r): r["method"] for r in rows}
         published = PUBLISHED.get(dataset, {})
         lines += [f"## {dataset} — protocol `{tag}`, {labels} labels, evaluated on {model}", "",
                   f"Protocol: {_protocol_line(rows[0]['evaluation']['protocol'])}.", ""]
@@ -69,7 +77,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             cellv, pubv, times = [], [], []
             ys = []
             for k in ipcs:
-                sel = [r for r in rows if r["method"] == m and r["ipc"] == k]
+                sel = [r for r in rows if _label(r) == m and r["ipc"] == k]
                 if sel:
                     accs = [a for r in sel for a in r["evaluation"]["per_model"]]
                     mean = statistics.fmean(accs)
@@ -85,7 +93,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                 else:
                     cellv.append("—")
                     times.append("—")
-                pub = published.get(m, ({}, ""))[0].get(k)
+                pub = published.get(base[m], ({}, ""))[0].get(k)
                 pubv.append(f"{pub:.1f}" if pub is not None else "—")
             series[m] = ys
             lines.append(f"| {m} | " + " | ".join(cellv) + " | " + " | ".join(pubv) + " | " + " / ".join(times) + " |")
@@ -108,10 +116,12 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             lines += [f"![accuracy against IPC]({rel.as_posix()})", ""]
             plots.append(png)
         seeds = sorted({r["seed"] for r in rows})
-        lines += ["Reproduce: `datadistill bench --dataset " + dataset + " --methods " + ",".join(methods)
+        sets = sorted({f"{r['method']}.{k}={v}" for r in rows for k, v in (r.get("method_overrides") or {}).items()})
+        lines += ["Reproduce: `datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(set(base.values())))
                   + " --ipc " + ",".join(map(str, ipcs)) + " --seeds " + ",".join(map(str, seeds))
                   + f" --protocol {tag.split('-')[0]}" + (" --full-data" if any(r["dataset"] == dataset for r in refs) else "")
-                  + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", [])) + "`", ""]
+                  + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
+                  + "".join(f" --set {o}" for o in sets) + "`", ""]
     lines += _cross_architecture(cells)
     if speed:
         lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
@@ -131,7 +141,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         p = c["evaluation"]["protocol"]
         other = {k: v for k, v in p.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
-        groups[key][c["method"]].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
+        groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
     lines: list[str] = []
     order = ["convnet", "mlp", "lenet", "alexnet", "vgg11", "resnet18"]
     for (dataset, preset, labels, ipc, _), by_method in sorted(groups.items()):

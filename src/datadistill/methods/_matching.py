@@ -46,6 +46,8 @@ from ..models import get_model
 from ..synthetic import SyntheticSet
 from .base import Callback, Method, MethodConfig, Progress
 
+_VIEW_SEED_STRIDE = 1_000_003
+
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
 _PRECISIONS = ("bf16", "fp32")
@@ -165,6 +167,7 @@ class MatchingMethod(Method):
                  callbacks: tuple[Callback, ...], resume: bool = False) -> SyntheticSet:
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         self.check_data(real)
+        start = time.perf_counter()  # the wall time counts the initialisation (a coreset init can take minutes)
         generator = torch.Generator().manual_seed(seed)
         images, labels = self.initial_images(real, ipc, seed, generator)
         images = images.detach().clone().requires_grad_(True)
@@ -186,7 +189,6 @@ class MatchingMethod(Method):
                 raise RunDirError(f"nothing to resume: no {CHECKPOINT_FILE} in {run_dir}")
             elapsed_before = self._load_checkpoint(ckpt, state, real, ipc, seed)
         metrics = _Metrics(run_dir / METRICS_FILE if run_dir is not None else None, state.iteration, resume)
-        start = time.perf_counter()
         last_loss = math.nan
         losses: list[float] = []
         try:
@@ -271,6 +273,47 @@ class MatchingMethod(Method):
             res = evaluate(syn, state.real, "dc", split="val", num_models=1, epochs=self.config.val_epochs,
                            seed=state.seed)
         return round(res.mean, 3)
+
+    # ---- a pool of cached views ------------------------------------------------------------------
+    # A "view" is what a method draws at random each iteration (a network, an augmentation draw) and
+    # the real-data constants it implies (DM's class means, DC's real gradients of a fresh network).
+    # Methods with config fields `pool_size` and `refresh_every` can keep `pool_size` views and
+    # replace the oldest one every `refresh_every` iterations. Each view is built from its own seed
+    # (the run's seed and the view's number), so a resumed run rebuilds exactly the pool it had.
+    def build_view(self, state: MatchingState, generator: torch.Generator) -> Any:
+        raise NotImplementedError
+
+    def _view_generator(self, state: MatchingState, number: int) -> torch.Generator:
+        return torch.Generator().manual_seed(state.seed * _VIEW_SEED_STRIDE + number + 1)
+
+    def _slot_views(self, it: int) -> list[int]:
+        """Which view number each pool slot holds at the start of iteration `it`."""
+        size, every = self.config.pool_size, self.config.refresh_every  # type: ignore[attr-defined]
+        slots = list(range(size))
+        refreshes = it // every if every else 0
+        for r in range(refreshes):
+            slots[r % size] = size + r
+        return slots
+
+    def _sync_pool(self, state: MatchingState, it: int) -> None:
+        pool: dict[int, Any] = state.extra.setdefault("pool", {})
+        want = self._slot_views(it)
+        for number in list(pool):
+            if number not in want:
+                del pool[number]
+        for number in want:
+            if number not in pool:
+                pool[number] = self.build_view(state, self._view_generator(state, number))
+        state.extra["slots"] = want
+
+    def pooled_view(self, state: MatchingState, it: int) -> Any:
+        """The view for iteration `it`: one of the pool's, picked with the run's generator (the pool
+        is built, or rebuilt after a resume, on first use and refreshed on schedule)."""
+        size, every = self.config.pool_size, self.config.refresh_every  # type: ignore[attr-defined]
+        if state.extra.get("slots") is None or (every and it % every == 0):
+            self._sync_pool(state, it)
+        slot = int(torch.randint(size, (1,), generator=state.generator))
+        return state.extra["pool"][state.extra["slots"][slot]]
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def _checkpoint_identity(self, real: RealData, ipc: int, seed: int) -> dict[str, Any]:

@@ -11,17 +11,26 @@ Speed: the real side (the largest batch) runs as one compiled first-order forwar
 class under bf16 autocast, the synthetic side (double backward) in eager bf16, and the inner
 training reuses the evaluation's compiled training step. The reference's loops per IPC are the
 defaults (`outer_loop` / `inner_loop` = 0 picks them).
+
+Caching what does not change: the first outer step of an iteration matches at a freshly
+initialised network, where the real gradients depend only on (network, augmentation draw, real
+batch), not on the synthetic images. With `pool_size` > 0 those first steps draw from a pool of
+views (initial weights, one augmentation draw per class, the real gradients under them), built from
+their own seeds and refreshed every `refresh_every` iterations as in DM; later outer steps, at
+networks trained on the current synthetic set, compute their real gradients afresh. At IPC 1 (one
+outer step, no inner training) this removes the real side from almost every iteration.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..augment.dsa import apply, broadcast, sample
+from ..augment.dsa import DSAParams, apply, broadcast, sample
 from ..errors import ConfigError
 from ..evaluation.train import fit
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
@@ -52,6 +61,13 @@ def gradient_distance(gw_syn: list[torch.Tensor], gw_real: list[torch.Tensor]) -
     return total
 
 
+@dataclass
+class _GradView:
+    weights: dict[str, torch.Tensor]  # the network's initial parameters and buffers
+    augs: list[DSAParams] | None  # per class: one draw, shared by the real and the synthetic images
+    grads: list[list[torch.Tensor]]  # per class: real-loss gradients of the matched weights
+
+
 @register
 class DC(MatchingMethod):
     """Gradient matching without augmentation (DC). Defaults: the reference's (1,000 iterations,
@@ -71,6 +87,8 @@ class DC(MatchingMethod):
         outer_loop: int = 0  # 0: the reference's value for the IPC
         inner_loop: int = 0  # 0: the reference's value for the IPC
         batch_train: int = 256  # batch of the inner training on the synthetic set
+        pool_size: int = 0  # cached views for the first outer step (see the module docstring); 0 = reference
+        refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
         checkpoint_every: int = 10
 
         def validate(self) -> None:
@@ -82,6 +100,9 @@ class DC(MatchingMethod):
                 raise ConfigError(f"lr_net must be positive, got {self.lr_net}")
             if self.batch_train < 1:
                 raise ConfigError(f"batch_train must be at least 1, got {self.batch_train}")
+            if self.pool_size < 0 or self.refresh_every < 0:
+                raise ConfigError(f"pool_size and refresh_every must be 0 or more, got "
+                                  f"{self.pool_size}, {self.refresh_every}")
 
     tags = frozenset({"iterative"})
 
@@ -102,34 +123,68 @@ class DC(MatchingMethod):
 
         state.extra["real_loss"] = torch.compile(real_loss, dynamic=False) if cfg.compile else real_loss
 
+    @staticmethod
+    def matched(net: nn.Module) -> list[str]:
+        """Names of the weights whose gradients are matched (>= 2 dims: biases and norms are not)."""
+        return [n for n, p in net.named_parameters() if p.ndim >= 2]
+
+    def real_gradients(self, state: MatchingState, net: nn.Module, params: dict[str, torch.Tensor], c: int,
+                       generator: torch.Generator) -> tuple[list[torch.Tensor], DSAParams | None]:
+        """Gradients of the matched weights on a fresh real batch of class `c` (augmented with a
+        fresh draw under DSA), and that draw."""
+        real = state.real
+        x_real = real.sample_class(c, self.config.batch_real, generator)
+        aug = None
+        if state.dsa is not None:
+            aug = sample(state.dsa, 1, tuple(real.image_shape[1:]), generator, batch_shared=True)
+            x_real = apply(x_real, broadcast(aug, len(x_real)))
+        y_real = torch.full((len(x_real),), c, dtype=torch.long)
+        detached = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        loss_real = state.extra["real_loss"](detached, dict(net.named_buffers()), x_real, y_real)
+        grads = torch.autograd.grad(loss_real, [detached[n] for n in self.matched(net)])
+        return [g.detach() for g in grads], aug
+
+    def build_view(self, state: MatchingState, generator: torch.Generator) -> _GradView:
+        net = self.network(state.real, generator)
+        params = dict(net.named_parameters())
+        grads, augs = [], []
+        for c in range(state.real.num_classes):
+            gw, aug = self.real_gradients(state, net, params, c, generator)
+            grads.append(gw)
+            augs.append(aug)
+        weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        return _GradView(weights=weights, augs=augs if state.dsa is not None else None, grads=grads)
+
     def iteration(self, state: MatchingState, it: int) -> float:
         cfg, real = self.config, state.real
         outer, inner = self.loops(state.ipc)
         g = state.generator
-        net = self.network(real, g)
+        view: Any = None
+        if cfg.pool_size:
+            view = self.pooled_view(state, it)
+            net = self.network(real)
+            net.load_state_dict(view.weights)
+        else:
+            net = self.network(real, g)
         net.train()
-        names = [n for n, _ in net.named_parameters()]
+        matched = self.matched(net)
         buffers = dict(net.named_buffers())
-        hw = tuple(real.image_shape[1:])
         total = 0.0
         for ol in range(outer):
-            params = {n: p for n, p in net.named_parameters()}
+            params = dict(net.named_parameters())
             loss = torch.zeros(())
             for c in range(real.num_classes):
-                x_real = real.sample_class(c, cfg.batch_real, g)
+                if ol == 0 and view is not None:
+                    gw_real, aug = view.grads[c], (view.augs[c] if view.augs is not None else None)
+                else:
+                    gw_real, aug = self.real_gradients(state, net, params, c, g)
                 x_syn = state.class_images(c)
-                if state.dsa is not None:
-                    aug = sample(state.dsa, 1, hw, g, batch_shared=True)
-                    x_real = apply(x_real, broadcast(aug, len(x_real)))
+                if aug is not None:
                     x_syn = apply(x_syn, broadcast(aug, len(x_syn)))
-                y_real = torch.full((len(x_real),), c, dtype=torch.long)
-                detached = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-                loss_real = state.extra["real_loss"](detached, buffers, x_real, y_real)
-                gw_real = torch.autograd.grad(loss_real, [detached[n] for n in names])
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=state.bf16):
                     out = functional_call(net, (params, buffers), (x_syn,))
                 loss_syn = F.cross_entropy(out.float(), torch.full((len(x_syn),), c, dtype=torch.long))
-                gw_syn = torch.autograd.grad(loss_syn, [params[n] for n in names], create_graph=True)
+                gw_syn = torch.autograd.grad(loss_syn, [params[n] for n in matched], create_graph=True)
                 loss = loss + gradient_distance(list(gw_syn), gw_real)
             total += state.update(loss)
             if ol == outer - 1:

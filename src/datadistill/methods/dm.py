@@ -29,7 +29,6 @@ from ..errors import ConfigError
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
 from .base import register
 
-_VIEW_SEED_STRIDE = 1_000_003
 
 
 class _Features(nn.Module):
@@ -113,10 +112,8 @@ class DM(MatchingMethod):
                 return functional_call(wrapper, (params, buffers), (x,))
 
         state.extra["features"] = torch.compile(feats, dynamic=False) if cfg.compile else feats
-        state.extra["pool"] = {}
-        state.extra["slots"] = None  # the pool is built (or rebuilt after a resume) on first use
 
-    def _view(self, state: MatchingState, generator: torch.Generator) -> _View:
+    def build_view(self, state: MatchingState, generator: torch.Generator) -> _View:
         """A network, an augmentation draw and the real class statistics under them."""
         real, cfg = state.real, self.config
         net = self.network(real, generator)
@@ -136,38 +133,9 @@ class DM(MatchingMethod):
         syn_aug = expand_params(aug, state.ipc) if aug is not None else None
         return _View(params=params, buffers=buffers, aug=aug, syn_aug=syn_aug, targets=sums)
 
-    def _view_generator(self, state: MatchingState, number: int) -> torch.Generator:
-        return torch.Generator().manual_seed(state.seed * _VIEW_SEED_STRIDE + number + 1)
-
-    def _slot_views(self, it: int) -> list[int]:
-        """Which view number each pool slot holds at the start of iteration `it`."""
-        cfg = self.config
-        slots = list(range(cfg.pool_size))
-        refreshes = it // cfg.refresh_every if cfg.refresh_every else 0
-        for r in range(refreshes):
-            slots[r % cfg.pool_size] = cfg.pool_size + r
-        return slots
-
-    def _sync_pool(self, state: MatchingState, it: int) -> None:
-        pool: dict[int, _View] = state.extra["pool"]
-        want = self._slot_views(it)
-        for number in list(pool):
-            if number not in want:
-                del pool[number]
-        for number in want:
-            if number not in pool:
-                pool[number] = self._view(state, self._view_generator(state, number))
-        state.extra["slots"] = want
-
     def iteration(self, state: MatchingState, it: int) -> float:
         cfg = self.config
-        if cfg.pool_size:
-            if state.extra["slots"] is None or (cfg.refresh_every and it % cfg.refresh_every == 0):
-                self._sync_pool(state, it)
-            slot = int(torch.randint(cfg.pool_size, (1,), generator=state.generator))
-            view = state.extra["pool"][state.extra["slots"][slot]]
-        else:
-            view = self._view(state, state.generator)
+        view = self.pooled_view(state, it) if cfg.pool_size else self.build_view(state, state.generator)
         x = state.images
         if view.syn_aug is not None:
             x = apply(x, view.syn_aug)
