@@ -9,6 +9,9 @@ STAGE=${STAGE:-all}
 fm() { $DD bench --dataset fashion-mnist --protocol dsa "$@"; }
 if [ "$STAGE" = all ] || [ "$STAGE" = speed ]; then
   [ -f benchmarks/results/speed-dm-fashion-mnist-ipc10.json ] || $DD speed --what dm --ipc 10
+  [ -f benchmarks/results/speed-dsa-fashion-mnist-ipc10.json ] || $DD speed --what dsa --ipc 10
+  [ -f benchmarks/results/speed-dc-fashion-mnist-ipc1.json ] || \
+    $DD speed --what dc --ipc 1 --set pool_size=64 --set refresh_every=10 --set iterations=1000
 fi
 if [ "$STAGE" = all ] || [ "$STAGE" = dm ]; then
   fm --methods random,dm --ipc 1,10
@@ -18,7 +21,13 @@ if [ "$STAGE" = all ] || [ "$STAGE" = dm ]; then
   fm --methods random,dm,dm-multilayer --ipc 50
 fi
 if [ "$STAGE" = all ] || [ "$STAGE" = dc ]; then
-  fm --methods dc,dsa --ipc 1,10
+  # IPC 1: one outer step per iteration, so the view pool caches nearly all the real-data work
+  fm --methods dc,dsa --ipc 1 --set dc.pool_size=64 --set dc.refresh_every=10 \
+     --set dsa.pool_size=64 --set dsa.refresh_every=10
+  # IPC 10 within 60 minutes: k-means init, 75 iterations (the paper: real init, 1,000)
+  fm --methods dsa --ipc 10 --set dsa.init=kmeans --set dsa.iterations=75
+  fm --methods dsa --ipc 10 --set dsa.init=kmeans --set dsa.iterations=75 --set dsa.lr_img=0.3
+  fm --methods dc --ipc 10 --set dc.init=kmeans --set dc.iterations=75
   $DD bench --dataset mnist-5k --protocol dsa --methods dc,dsa --ipc 1,10
   fm --methods dc,dsa --ipc 50
 fi
