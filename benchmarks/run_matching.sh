@@ -24,6 +24,7 @@ if [ "$STAGE" = all ] || [ "$STAGE" = dc ]; then
   # IPC 1: one outer step per iteration, so the view pool caches nearly all the real-data work
   fm --methods dc,dsa --ipc 1 --set dc.pool_size=64 --set dc.refresh_every=10 \
      --set dsa.pool_size=64 --set dsa.refresh_every=10
+  fm --methods dsa --ipc 1 --set dsa.pool_size=64 --set dsa.refresh_every=10 --set dsa.init=kmeans
   # IPC 10 within 60 minutes: k-means init, 75 iterations (the paper: real init, 1,000)
   fm --methods dsa --ipc 10 --set dsa.init=kmeans --set dsa.iterations=75
   fm --methods dsa --ipc 10 --set dsa.init=kmeans --set dsa.iterations=75 --set dsa.lr_img=0.3

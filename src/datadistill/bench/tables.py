@@ -116,12 +116,26 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             lines += [f"![accuracy against IPC]({rel.as_posix()})", ""]
             plots.append(png)
         seeds = sorted({r["seed"] for r in rows})
-        sets = sorted({f"{r['method']}.{k}={v}" for r in rows for k, v in (r.get("method_overrides") or {}).items()})
-        lines += ["Reproduce: `datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(set(base.values())))
-                  + " --ipc " + ",".join(map(str, ipcs)) + " --seeds " + ",".join(map(str, seeds))
-                  + f" --protocol {tag.split('-')[0]}" + (" --full-data" if any(r["dataset"] == dataset for r in refs) else "")
-                  + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
-                  + "".join(f" --set {o}" for o in sets) + "`", ""]
+        # one command for the rows with default configs, one per row with overrides (each set of
+        # overrides is its own config; merging them into one command would run a different one)
+        variants: dict[str, tuple[set[str], set[int]]] = {}
+        for r in rows:
+            ov = r.get("method_overrides") or {}
+            key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
+            methods_ipcs = variants.setdefault(key, (set(), set()))
+            methods_ipcs[0].add(r["method"])
+            methods_ipcs[1].add(r["ipc"])
+        commands = []
+        for key, (names, ks) in sorted(variants.items()):
+            commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
+                            + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
+                            + f" --protocol {tag.split('-')[0]}"
+                            + (" --full-data" if not key and any(r["dataset"] == dataset for r in refs) else "")
+                            + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
+                            + (f" {key}" if key else "") + "`")
+        lines += ["Reproduce: " + commands[0] if len(commands) == 1 else "Reproduce:", ""]
+        if len(commands) > 1:
+            lines += [f"- {c}" for c in commands] + [""]
     lines += _cross_architecture(cells)
     if speed:
         lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
