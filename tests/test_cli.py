@@ -178,3 +178,16 @@ def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, 
     text = md.read_text()
     assert "| best-of-random | " in text and "| best-of-random (candidates=2) | " in text
     assert "--set best-of-random.candidates=2" in text
+
+
+def test_evaluate_on_the_validation_split_is_kept_apart_from_test(tmp_path, npz, capsys):
+    out = tmp_path / "run"
+    assert run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random", "--ipc", "2",
+                "--out", str(out)], capsys)[0] == 0
+    code, stdout, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", "--split", "val",
+                             *FAST_EVAL], capsys)
+    assert code == 0, err
+    assert "validation split" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["validation"]) == {"convnet"} and "evaluation" not in manifest
+    assert not (out / "report.md").exists() or "validation" not in (out / "report.md").read_text()

@@ -132,7 +132,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The data location recorded at distillation time is used unless --data-dir is given.
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
     models = [m for m in args.models.split(",") if m] if args.models else []
-    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
+    if args.split == "val":  # for choosing between configs: never the test split, not the set's report
+        from .evaluation import evaluate
+
+        results = {}
+        for model in models or [protocol.model]:
+            bar = _Bar(f"evaluate {model} on the validation split", args.quiet)
+            try:
+                results[model] = evaluate(syn, real, protocol.replace(model=model), split="val", progress=bar).as_dict()
+            finally:
+                bar.close()
+        syn.meta.setdefault("validation", {}).update(results)
+        syn.save(Path(args.dir))
+        print("validation split:")
+    else:
+        results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
     for model, r in results.items():
         print(f"{model}: {r['mean']:.2f} ± {r['std']:.2f} % over {len(r['per_model'])} models "
               f"({r['train_time_s']:.0f} s training)")
@@ -257,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="train fresh models on a distilled set and test them")
     e.add_argument("dir")
     e.add_argument("--models", help="comma-separated architectures (cross-architecture evaluation)")
+    e.add_argument("--split", choices=("test", "val"), default="test",
+                   help="val: accuracy on the validation split, to choose between configs (kept apart from "
+                        "the test results)")
     _add_data_args(e)
     _add_protocol_args(e)
     e.set_defaults(func=cmd_evaluate)
