@@ -133,3 +133,19 @@ def test_dataset_and_grid(tmp_path):
     p = save_grid(syn, tmp_path / "g.png", scale=1)
     im = Image.open(p)
     assert im.size == ((8 + 1) * 2 + 1, (8 + 1) * 3 + 1)
+
+
+def test_saved_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
+    import os
+    import stat
+
+    from datadistill._io import atomic_write_bytes, atomic_write_with
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write_with(tmp_path / "b.bin", lambda p: p.write_bytes(b"y"))
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
