@@ -167,6 +167,8 @@ def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path
 def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):
     code, _, err = run(["speed", "--what", "dc", "--set", "lr=3", "--results", str(tmp_path)], capsys)
     assert code != 0 and "pool_size=N" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["speed", "--what", "dm", "--set", "pool_size=3", "--results", str(tmp_path)], capsys)
+    assert code != 0 and "dc|dsa" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, capsys):

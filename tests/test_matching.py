@@ -246,9 +246,10 @@ def test_dm_works_with_other_architectures(real):
     assert torch.isfinite(s.images).all()
 
 
-def test_compiled_and_eager_agree(real):
-    a = tiny("dm", iterations=3, compile=False, precision="fp32").distill(real, 2, seed=0)
-    b = tiny("dm", iterations=3, compile=True, precision="fp32").distill(real, 2, seed=0)
+@pytest.mark.parametrize("name", ["dm", "dsa"])
+def test_compiled_and_eager_agree(name, real):
+    a = tiny(name, iterations=3, compile=False, precision="fp32").distill(real, 2, seed=0)
+    b = tiny(name, iterations=3, compile=True, precision="fp32").distill(real, 2, seed=0)
     assert torch.allclose(a.images, b.images, atol=1e-4)
 
 

@@ -106,21 +106,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = ()) -> dict:
+def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = (),
+                   split: str = "test") -> dict:
+    """Evaluate on `split` and record it in the manifest: test results under `evaluation` (and in
+    the report), validation results under `validation` (for choosing configs; never in the report)."""
     from .evaluation import evaluate
     from .report import write_report
 
     results = {}
     for model in models or [protocol.model]:
         p = protocol.replace(model=model)
-        bar = _Bar(f"evaluate {model}", quiet)
+        bar = _Bar(f"evaluate {model}" + (" on the validation split" if split == "val" else ""), quiet)
         try:
-            results[model] = evaluate(syn, real, p, progress=bar).as_dict()
+            results[model] = evaluate(syn, real, p, split=split, progress=bar).as_dict()
         finally:
             bar.close()
-    syn.meta.setdefault("evaluation", {}).update(results)
+    syn.meta.setdefault("evaluation" if split == "test" else "validation", {}).update(results)
     syn.save(run_dir)  # manifest now carries the evaluation
-    write_report(run_dir, syn, {f"{syn.method} / {m}": r for m, r in results.items()})
+    if split == "test":
+        write_report(run_dir, syn, {f"{syn.method} / {m}": r for m, r in results.items()})
     return results
 
 
@@ -132,21 +136,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The data location recorded at distillation time is used unless --data-dir is given.
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
     models = [m for m in args.models.split(",") if m] if args.models else []
-    if args.split == "val":  # for choosing between configs: never the test split, not the set's report
-        from .evaluation import evaluate
-
-        results = {}
-        for model in models or [protocol.model]:
-            bar = _Bar(f"evaluate {model} on the validation split", args.quiet)
-            try:
-                results[model] = evaluate(syn, real, protocol.replace(model=model), split="val", progress=bar).as_dict()
-            finally:
-                bar.close()
-        syn.meta.setdefault("validation", {}).update(results)
-        syn.save(Path(args.dir))
+    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models, split=args.split)
+    if args.split == "val":
         print("validation split:")
-    else:
-        results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models)
     for model, r in results.items():
         print(f"{model}: {r['mean']:.2f} ± {r['std']:.2f} % over {len(r['per_model'])} models "
               f"({r['train_time_s']:.0f} s training)")
@@ -217,6 +209,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
     from .bench.speed import dc_speed, dm_speed, evaluation_speed
     from .bench.tables import write_benchmarks_md
 
+    if args.set and args.what not in ("dc", "dsa"):
+        raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations)

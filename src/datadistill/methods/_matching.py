@@ -74,13 +74,15 @@ class MatchingConfig(MethodConfig):
     log_every: int = 10  # iterations between metrics lines
     val_every: int = 0  # iterations between validation evaluations; 0 = never
     val_epochs: int = 300  # epochs of the quick validation evaluation (one model, no augmentation)
+    pool_size: int = 0  # cached views (see `MatchingMethod.pooled_view`); 0 = a fresh view each iteration
+    refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
 
     def validate(self) -> None:
         positive = ("iterations", "batch_real", "width", "depth", "log_every", "val_epochs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "val_every"):
+        for name in ("checkpoint_every", "val_every", "pool_size", "refresh_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not (self.lr_img > 0 and math.isfinite(self.lr_img)):
@@ -277,8 +279,8 @@ class MatchingMethod(Method):
     # ---- a pool of cached views ------------------------------------------------------------------
     # A "view" is what a method draws at random each iteration (a network, an augmentation draw) and
     # the real-data constants it implies (DM's class means, DC's real gradients of a fresh network).
-    # Methods with config fields `pool_size` and `refresh_every` can keep `pool_size` views and
-    # replace the oldest one every `refresh_every` iterations. Each view is built from its own seed
+    # A method can keep `pool_size` views (a config field of every matching method) and replace the
+    # oldest one every `refresh_every` iterations. Each view is built from its own seed
     # (the run's seed and the view's number), so a resumed run rebuilds exactly the pool it had.
     def build_view(self, state: MatchingState, generator: torch.Generator) -> Any:
         raise NotImplementedError
@@ -288,7 +290,8 @@ class MatchingMethod(Method):
 
     def _slot_views(self, it: int) -> list[int]:
         """Which view number each pool slot holds at the start of iteration `it`."""
-        size, every = self.config.pool_size, self.config.refresh_every  # type: ignore[attr-defined]
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        size, every = cfg.pool_size, cfg.refresh_every
         slots = list(range(size))
         refreshes = it // every if every else 0
         for r in range(refreshes):
@@ -309,7 +312,7 @@ class MatchingMethod(Method):
     def pooled_view(self, state: MatchingState, it: int) -> Any:
         """The view for iteration `it`: one of the pool's, picked with the run's generator (the pool
         is built, or rebuilt after a resume, on first use and refreshed on schedule)."""
-        size, every = self.config.pool_size, self.config.refresh_every  # type: ignore[attr-defined]
+        size, every = state.config.pool_size, state.config.refresh_every
         if state.extra.get("slots") is None or (every and it % every == 0):
             self._sync_pool(state, it)
         slot = int(torch.randint(size, (1,), generator=state.generator))

@@ -88,7 +88,6 @@ class DC(MatchingMethod):
         inner_loop: int = 0  # 0: the reference's value for the IPC
         batch_train: int = 256  # batch of the inner training on the synthetic set
         pool_size: int = 0  # cached views for the first outer step (see the module docstring); 0 = reference
-        refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
         checkpoint_every: int = 10
 
         def validate(self) -> None:
@@ -100,9 +99,6 @@ class DC(MatchingMethod):
                 raise ConfigError(f"lr_net must be positive, got {self.lr_net}")
             if self.batch_train < 1:
                 raise ConfigError(f"batch_train must be at least 1, got {self.batch_train}")
-            if self.pool_size < 0 or self.refresh_every < 0:
-                raise ConfigError(f"pool_size and refresh_every must be 0 or more, got "
-                                  f"{self.pool_size}, {self.refresh_every}")
 
     tags = frozenset({"iterative"})
 
@@ -113,6 +109,7 @@ class DC(MatchingMethod):
     def setup(self, state: MatchingState) -> None:
         cfg = self.config
         template = self.network(state.real)
+        state.extra["net"] = template  # the compiled real loss's structure; also the pooled iterations' network
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in template.modules()):
             raise ConfigError(f"{self.name}: batch norm is not supported during matching; use norm=instance")
 
@@ -162,8 +159,8 @@ class DC(MatchingMethod):
         view: Any = None
         if cfg.pool_size:
             view = self.pooled_view(state, it)
-            net = self.network(real)
-            net.load_state_dict(view.weights)
+            net = state.extra["net"]
+            net.load_state_dict(view.weights)  # copies: the inner training below leaves the view intact
         else:
             net = self.network(real, g)
         net.train()

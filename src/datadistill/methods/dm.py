@@ -73,12 +73,6 @@ class DM(MatchingMethod):
         refresh_every: int = 20  # iterations between replacing the oldest view; 0 = never
         checkpoint_every: int = 500
 
-        def validate(self) -> None:
-            super().validate()
-            if self.pool_size < 0 or self.refresh_every < 0:
-                raise ConfigError(f"pool_size and refresh_every must be 0 or more, got "
-                                  f"{self.pool_size}, {self.refresh_every}")
-
     tags = frozenset({"iterative"})
 
     # ---- what is matched (the multi-layer form overrides these) --------------------------------
