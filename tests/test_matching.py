@@ -17,7 +17,7 @@ from datadistill.synthetic import SyntheticSet
 
 MATCHING = ["dm", "dm-multilayer", "dc", "dsa"]
 TINY = {"width": 8, "batch_real": 8, "compile": False, "pool_size": 3, "refresh_every": 2, "log_every": 1,
-        "outer_loop": 2, "inner_loop": 2}
+        "outer_loop": 2, "inner_loop": 2, "init": "real"}
 
 
 def tiny(name: str, **kw):
@@ -346,3 +346,86 @@ def test_gradient_distance_is_the_reference_layerwise_cosine():
     assert torch.allclose(gradient_distance([conv], [other.reshape(4, 2, 3, 3)]), want, atol=1e-5)
     assert reference_loops(1) == (1, 1) and reference_loops(10) == (10, 50) and reference_loops(50) == (50, 10)
     assert reference_loops(15) == (10, 50)
+
+
+# ---- the per-IPC budget schedule and method init stages ------------------------------------------
+def test_dc_budget_schedule_per_ipc_and_explicit_values_win():
+    m = get_method("dsa")
+    c1, c10, c50 = (m.for_ipc(k).config for k in (1, 10, 50))
+    assert (c1.iterations, c1.init, c1.pool_size) == (1000, "real", 64)
+    assert (c10.iterations, c10.init, c10.pool_size) == (50, "dm", 0)
+    assert (c50.iterations, c50.init, c50.pool_size) == (10, "dm", 0)
+    paper = get_method("dsa", iterations=1000, init="real", pool_size=0)
+    assert paper.for_ipc(10) is paper  # nothing left to fill in
+    assert get_method("dc", iterations=7).for_ipc(10).config.iterations == 7
+    assert get_method("dc", outer_loop=1).for_ipc(10).config.pool_size == 64  # one outer step: the pool pays
+    dm = get_method("dm")
+    assert dm.for_ipc(10) is dm
+
+
+def test_the_set_records_the_concrete_config(real):
+    s = tiny("dc", init="auto", iterations=2, outer_loop=1).distill(real, 1, seed=0)
+    assert s.config["init"] == "real" and s.config["iterations"] == 2
+
+
+@pytest.fixture
+def tiny_dm_defaults(monkeypatch):
+    """Make DM's defaults tiny, so a method init stage (which runs DM with its defaults) is fast;
+    count the stage's runs."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class TinyDMConfig(DM.Config):
+        iterations: int = 4
+        width: int = 8
+        batch_real: int = 8
+        pool_size: int = 2
+        refresh_every: int = 2
+        compile: bool = False
+        checkpoint_every: int = 2
+
+    monkeypatch.setattr(DM, "Config", TinyDMConfig)
+    runs = []
+    original = DM._distill
+
+    def counted(self, *a, **kw):
+        runs.append(kw.get("resume"))
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(DM, "_distill", counted)
+    return runs
+
+
+def test_method_init_stage_is_kept_in_the_run_dir_and_reused_on_resume(real, tmp_path, tiny_dm_defaults):
+    kw = {"init": "dm", "iterations": 6, "checkpoint_every": 2, "pool_size": 0}
+    full = tiny("dsa", **kw).distill(real, 2, seed=3, run_dir=tmp_path / "a")
+    stage = SyntheticSet.load(tmp_path / "a" / "init")
+    assert stage.method == "dm" and stage.ipc == 2 and stage.seed == 3
+    assert full.meta["wall_time_s"] >= stage.meta["wall_time_s"]  # the stage's time counts
+    run = tmp_path / "b"
+    with pytest.raises(Stop):
+        tiny("dsa", **kw).distill(real, 2, seed=3, run_dir=run, callbacks=[stop_at(5)])
+    tiny_dm_defaults.clear()
+    resumed = tiny("dsa", **kw).distill(real, 2, seed=3, run_dir=run, resume=True)
+    assert tiny_dm_defaults == []  # the stored stage was loaded, not distilled again
+    assert torch.equal(full.images, resumed.images)
+    # the start really is DM's set: zero iterations of matching leave it unchanged
+    start = tiny("dsa", **{**kw, "lr_img": 1e-12, "iterations": 1}).distill(real, 2, seed=3, run_dir=run / "c")
+    assert torch.allclose(start.images, stage.images[torch.argsort(stage.hard_labels, stable=True)], atol=1e-6)
+
+
+def test_a_stored_stage_from_another_run_is_redone(real, tmp_path, tiny_dm_defaults):
+    DM().distill(real, 2, seed=9).save(tmp_path / "init")  # another seed
+    tiny_dm_defaults.clear()
+    tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
+    assert len(tiny_dm_defaults) == 1 and SyntheticSet.load(tmp_path / "init").seed == 3
+
+
+def test_an_interrupted_iterative_stage_resumes_from_its_own_checkpoint(real, tmp_path, tiny_dm_defaults):
+    ref = DM().distill(real, 2, seed=3)
+    with pytest.raises(Stop):  # the stage killed after its checkpoint at 2
+        DM().distill(real, 2, seed=3, run_dir=tmp_path / "init", callbacks=[stop_at(3)])
+    tiny_dm_defaults.clear()
+    tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
+    assert tiny_dm_defaults == [True]
+    assert torch.equal(SyntheticSet.load(tmp_path / "init").images, ref.images)

@@ -26,7 +26,7 @@ GENERIC_BUDGET: dict[str, object] = {
     "iterations": 2, "epochs": 1, "num_models": 1, "compile": False, "candidates": 2,
     "feature_width": 8, "feature_epochs": 1, "feature_train_size": 100, "feature_compile": False,
     "embed_compile": False, "pool_size": 3, "refresh_every": 1, "batch_real": 6, "width": 8,
-    "checkpoint_every": 0, "outer_loop": 2, "inner_loop": 1,
+    "checkpoint_every": 0, "outer_loop": 2, "inner_loop": 1, "init": "real",
 }
 FAST: dict[str, dict[str, object]] = {
     "kmeans": {"iterations": 10},
@@ -36,11 +36,12 @@ FAST: dict[str, dict[str, object]] = {
 _FEATURE_INVALID = [("feature_width", 0), ("feature_epochs", -1), ("feature_train_size", 0), ("feature_lr", -0.1),
                     ("feature_lr", 0.0), ("feature_model", "no-such-model"), ("embed_batch_size", 0),
                     ("feature_depth", 0)]
-_MATCHING_INVALID = [("iterations", 0), ("lr_img", 0.0), ("lr_img", float("nan")), ("momentum_img", 1.0),
+_MATCHING_INVALID = [("iterations", -1), ("lr_img", 0.0), ("lr_img", float("nan")), ("momentum_img", 1.0),
                      ("batch_real", 0), ("width", 0), ("precision", "fp16"), ("init", "no-such-method"),
-                     ("init", "dm"), ("dsa_strategy", "crop_bogus"), ("checkpoint_every", -1), ("val_every", -5)]
-_DM_INVALID = _MATCHING_INVALID + [("pool_size", -1), ("refresh_every", -2)]
-_DC_INVALID = _MATCHING_INVALID + [("outer_loop", -1), ("inner_loop", -1), ("lr_net", 0.0), ("batch_train", 0)]
+                     ("dsa_strategy", "crop_bogus"), ("checkpoint_every", -1), ("val_every", -5)]
+# DM has no per-IPC schedule, so the 'auto' values are errors there; DC/DSA accept them
+_DM_INVALID = _MATCHING_INVALID + [("iterations", 0), ("init", "auto"), ("pool_size", -1), ("refresh_every", -2)]
+_DC_INVALID = _MATCHING_INVALID + [("pool_size", -2), ("outer_loop", -1), ("inner_loop", -1), ("lr_net", 0.0), ("batch_train", 0)]
 INVALID: dict[str, list[tuple[str, object]]] = {
     "dc": _DC_INVALID,
     "dsa": _DC_INVALID,

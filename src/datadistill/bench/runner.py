@@ -115,7 +115,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
         if real is None:
             real = grid.load_real()
-        m = METHODS.get(method).with_overrides(overrides)
+        m = METHODS.get(method).with_overrides(overrides).for_ipc(ipc)  # the config the run records
         syn = None
         set_dir = sets_dir / set_dir_name(grid.dataset, method, ipc, seed, overrides) if sets_dir else None
         if set_dir is not None and (set_dir / TENSORS_FILE).exists():

@@ -26,6 +26,7 @@ whose state is checkpointed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -43,12 +44,15 @@ from ..config import config_dict
 from ..data import RealData
 from ..errors import ConfigError, DivergenceError, RunDirError, UnknownNameError
 from ..models import get_model
-from ..synthetic import SyntheticSet
+from ..synthetic import MANIFEST_FILE, SyntheticSet
 from .base import Callback, Method, MethodConfig, Progress
 
 _VIEW_SEED_STRIDE = 1_000_003
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+# 'auto' values: a method whose config has a per-IPC `schedule` may default these fields to them
+AUTO: dict[str, Any] = {"iterations": 0, "init": "auto", "pool_size": -1}
+INIT_DIR = "init"  # inside a run directory: the init method's set (and its checkpoints while it runs)
 METRICS_FILE = "metrics.jsonl"
 _PRECISIONS = ("bf16", "fp32")
 
@@ -61,7 +65,7 @@ class MatchingConfig(MethodConfig):
     lr_img: float = 0.1
     momentum_img: float = 0.5
     batch_real: int = 256  # real images per class per match
-    init: str = "real"  # real | noise | any coreset method's name (e.g. kmeans, herding)
+    init: str = "real"  # real | noise | another method's name (a coreset such as kmeans, or e.g. dm)
     model: str = "convnet"
     width: int = 128  # network width during distillation (a budget knob)
     depth: int = 3
@@ -77,13 +81,28 @@ class MatchingConfig(MethodConfig):
     pool_size: int = 0  # cached views (see `MatchingMethod.pooled_view`); 0 = a fresh view each iteration
     refresh_every: int = 10  # iterations between replacing the oldest view; 0 = never
 
+    def schedule(self, ipc: int) -> dict[str, Any]:
+        """Per-IPC values for the fields a method lets default to 'auto' (see `AUTO`); none here."""
+        return {}
+
+    def for_ipc(self, ipc: int) -> MatchingConfig:
+        auto = {k: v for k, v in AUTO.items() if getattr(self, k) == v}
+        if not auto:
+            return self
+        plan = self.schedule(ipc)
+        missing = sorted(set(auto) - set(plan))
+        if missing:
+            raise ConfigError(f"{', '.join(missing)}: 'auto' has no per-IPC value for this method")
+        return dataclasses.replace(self, **{k: plan[k] for k in auto})
+
     def validate(self) -> None:
+        auto = {k for k, v in AUTO.items() if getattr(self, k) == v} & set(self.schedule(1))
         positive = ("iterations", "batch_real", "width", "depth", "log_every", "val_epochs")
         for name in positive:
-            if getattr(self, name) < 1:
+            if name not in auto and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "val_every", "pool_size", "refresh_every"):
-            if getattr(self, name) < 0:
+            if name not in auto and getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if not (self.lr_img > 0 and math.isfinite(self.lr_img)):
             raise ConfigError(f"lr_img must be a positive number, got {self.lr_img}")
@@ -94,13 +113,14 @@ class MatchingConfig(MethodConfig):
         _ = DSAConfig(strategy=self.dsa_strategy).ops  # raises on unknown ops
         from .base import METHODS
 
-        if self.init not in ("real", "noise"):
+        if self.init not in ("real", "noise") and "init" not in auto:
             try:
                 cls = METHODS.get(self.init)
             except UnknownNameError as e:
                 raise ConfigError(f"init: {e}; or 'real' / 'noise'") from None
-            if "iterative" in cls.tags:
-                raise ConfigError(f"init {self.init!r} must be 'real', 'noise' or a coreset method")
+            if {"needs_teacher", "needs_experts"} & cls.tags:
+                raise ConfigError(f"init {self.init!r} needs a teacher or experts; use 'real', 'noise', "
+                                  "a coreset method or a matching method")
 
 
 @dataclass
@@ -171,7 +191,12 @@ class MatchingMethod(Method):
         self.check_data(real)
         start = time.perf_counter()  # the wall time counts the initialisation (a coreset init can take minutes)
         generator = torch.Generator().manual_seed(seed)
-        images, labels = self.initial_images(real, ipc, seed, generator)
+        stage_s = 0.0  # measured wall time of an init stage loaded from disk (counted once, below)
+        if cfg.init in ("real", "noise"):
+            images, labels = self.initial_images(real, ipc, seed, generator)
+        else:
+            start_set, stage_s = self.init_stage(real, ipc, seed, run_dir)
+            images, labels = self.images_from(start_set, real, ipc)
         images = images.detach().clone().requires_grad_(True)
         opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         dsa = None
@@ -184,9 +209,9 @@ class MatchingMethod(Method):
         state = MatchingState(real=real, ipc=ipc, config=cfg, images=images, labels=labels, optimizer=opt,
                               generator=generator, seed=seed, dsa=dsa)
         self.setup(state)
-        elapsed_before = 0.0
+        elapsed_before = stage_s
         ckpt = run_dir / CHECKPOINT_FILE if run_dir is not None else None
-        if resume:
+        if resume:  # the checkpoint's elapsed time already counts the init stage
             if ckpt is None or not ckpt.exists():
                 raise RunDirError(f"nothing to resume: no {CHECKPOINT_FILE} in {run_dir}")
             elapsed_before = self._load_checkpoint(ckpt, state, real, ipc, seed)
@@ -244,7 +269,7 @@ class MatchingMethod(Method):
 
     def initial_images(self, real: RealData, ipc: int, seed: int,
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images grouped by class, int64 labels)."""
+        """(images grouped by class, int64 labels) for init 'real' or 'noise' (drawn from `generator`)."""
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         labels = torch.arange(real.num_classes).repeat_interleave(ipc)
         if cfg.init == "real":
@@ -256,13 +281,42 @@ class MatchingMethod(Method):
         elif cfg.init == "noise":
             images = torch.randn((len(labels), *real.image_shape), generator=generator)
         else:
-            from .base import METHODS
+            raise ConfigError(f"init {cfg.init!r} is a method: see init_stage")
+        return images.float(), labels
 
-            start = METHODS.get(cfg.init)().distill(real, ipc, seed=seed)
-            order = torch.argsort(start.hard_labels, stable=True)
-            images, got = start.images[order], start.hard_labels[order]
-            if not torch.equal(got, labels):
-                raise ConfigError(f"init {cfg.init!r} did not return {ipc} images per class")
+    def init_stage(self, real: RealData, ipc: int, seed: int, run_dir: Path | None) -> tuple[SyntheticSet, float]:
+        """The set that method `init` distils with its own defaults at the same IPC and seed, and
+        the wall time to count for it: 0 when computed now (the caller's clock runs), its recorded
+        wall time when loaded. With a run directory the stage is kept in `run_dir/init` (an
+        iterative init checkpoints there while it runs), so a resumed or repeated run does not
+        distil it again; a stored stage made with another config, IPC, seed or dataset is redone."""
+        from .base import METHODS
+
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        method = METHODS.get(cfg.init)().for_ipc(ipc)
+        stage = run_dir / INIT_DIR if run_dir is not None else None
+        want = (method.name, real.name, ipc, seed, config_dict(method.config))
+        if stage is not None and (stage / MANIFEST_FILE).exists():
+            got = SyntheticSet.load(stage)
+            if (got.method, got.dataset, got.ipc, got.seed, got.config) == want:
+                return got, float(got.meta.get("wall_time_s", 0.0))
+        resume = False
+        if stage is not None and isinstance(method, MatchingMethod) and (stage / CHECKPOINT_FILE).exists():
+            resume = method._checkpoint_identity(real, ipc, seed) == method._read_checkpoint(
+                stage / CHECKPOINT_FILE)[1]["identity"]
+        got = method.distill(real, ipc, seed=seed, run_dir=stage if isinstance(method, MatchingMethod) else None,
+                             resume=resume)
+        if stage is not None:
+            got.save(stage)
+        return got, 0.0
+
+    def images_from(self, start: SyntheticSet, real: RealData, ipc: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`start`'s images grouped by class, checked to hold `ipc` per class."""
+        labels = torch.arange(real.num_classes).repeat_interleave(ipc)
+        order = torch.argsort(start.hard_labels, stable=True)
+        images, got = start.images[order], start.hard_labels[order]
+        if not torch.equal(got, labels):
+            raise ConfigError(f"init {self.config.init!r} did not return {ipc} images per class")  # type: ignore[attr-defined]
         return images.float(), labels
 
     def validate_now(self, state: MatchingState) -> float:

@@ -40,6 +40,11 @@ class MethodConfig:
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
 
+    def for_ipc(self, ipc: int) -> MethodConfig:
+        """The concrete config of a run at `ipc`: fields left at an 'auto' value are filled from the
+        method's per-IPC schedule. Distilled sets and checkpoints record this, not the request."""
+        return self
+
 
 class Method:
     """Subclasses set `name`, `Config`, `tags` and implement `_distill`.
@@ -82,12 +87,20 @@ class Method:
         smallest = min(len(i) for i in real.class_index)
         if "selection" in self.tags and ipc > smallest:
             raise ConfigError(f"{self.name}: ipc {ipc} exceeds the smallest class ({smallest} training images)")
+        concrete = self.for_ipc(ipc)
+        if concrete is not self:
+            return concrete.distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks, resume=resume)
         start = time.perf_counter()
         kwargs = {"resume": resume} if "iterative" in self.tags else {}
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
                                callbacks=tuple(callbacks), **kwargs)
         result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))
         return result
+
+    def for_ipc(self, ipc: int) -> Method:
+        """This method with its config made concrete for `ipc` (itself when nothing is 'auto')."""
+        cfg = self.config.for_ipc(ipc)
+        return self if cfg == self.config else type(self)(cfg)
 
     def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
                  callbacks: tuple[Callback, ...]) -> SyntheticSet:
