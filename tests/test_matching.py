@@ -398,7 +398,10 @@ def tiny_dm_defaults(monkeypatch):
 
 def test_method_init_stage_is_kept_in_the_run_dir_and_reused_on_resume(real, tmp_path, tiny_dm_defaults):
     kw = {"init": "dm", "iterations": 6, "checkpoint_every": 2, "pool_size": 0}
-    full = tiny("dsa", **kw).distill(real, 2, seed=3, run_dir=tmp_path / "a")
+    seen = []
+    full = tiny("dsa", **kw).distill(real, 2, seed=3, run_dir=tmp_path / "a", callbacks=[seen.append])
+    assert [(p.message, p.step, p.total) for p in seen] == [("init: dm", i, 4) for i in range(1, 5)] + \
+        [("", i, 6) for i in range(1, 7)]  # the stage's progress is shown, named
     stage = SyntheticSet.load(tmp_path / "a" / "init")
     assert stage.method == "dm" and stage.ipc == 2 and stage.seed == 3
     assert full.meta["wall_time_s"] >= stage.meta["wall_time_s"]  # the stage's time counts

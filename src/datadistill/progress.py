@@ -16,11 +16,14 @@ class ProgressBar:
         self.min_interval, self.last = min_interval, 0.0
 
     def __call__(self, done: Any, total: int | None = None) -> None:
-        loss = None
+        loss, message = None, ""
         if total is None:  # a methods.Progress
-            done, total, loss = done.step, done.total, done.loss
+            done, total, loss, message = done.step, done.total, done.loss, done.message
+        desc = f"{self.desc} ({message})" if message else self.desc
+        if self.bar is not None and (self.bar.total != total or self.bar.desc != desc):  # a new stage
+            self.close()
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, disable=self.disable, leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, disable=self.disable, leave=False, dynamic_ncols=True)
         self.bar.n = done
         if loss is not None:
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)

@@ -195,7 +195,7 @@ class MatchingMethod(Method):
         if cfg.init in ("real", "noise"):
             images, labels = self.initial_images(real, ipc, seed, generator)
         else:
-            start_set, stage_s = self.init_stage(real, ipc, seed, run_dir)
+            start_set, stage_s = self.init_stage(real, ipc, seed, run_dir, callbacks)
             images, labels = self.images_from(start_set, real, ipc)
         images = images.detach().clone().requires_grad_(True)
         opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
@@ -284,12 +284,14 @@ class MatchingMethod(Method):
             raise ConfigError(f"init {cfg.init!r} is a method: see init_stage")
         return images.float(), labels
 
-    def init_stage(self, real: RealData, ipc: int, seed: int, run_dir: Path | None) -> tuple[SyntheticSet, float]:
+    def init_stage(self, real: RealData, ipc: int, seed: int, run_dir: Path | None,
+                   callbacks: tuple[Callback, ...] = ()) -> tuple[SyntheticSet, float]:
         """The set that method `init` distils with its own defaults at the same IPC and seed, and
         the wall time to count for it: 0 when computed now (the caller's clock runs), its recorded
         wall time when loaded. With a run directory the stage is kept in `run_dir/init` (an
         iterative init checkpoints there while it runs), so a resumed or repeated run does not
-        distil it again; a stored stage made with another config, IPC, seed or dataset is redone."""
+        distil it again; a stored stage made with another config, IPC, seed or dataset is redone.
+        `callbacks` see the stage's progress with the message 'init: <method>'."""
         from .base import METHODS
 
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
@@ -304,8 +306,9 @@ class MatchingMethod(Method):
         if stage is not None and isinstance(method, MatchingMethod) and (stage / CHECKPOINT_FILE).exists():
             resume = method._checkpoint_identity(real, ipc, seed) == method._read_checkpoint(
                 stage / CHECKPOINT_FILE)[1]["identity"]
+        tagged = [lambda p, cb=cb: cb(dataclasses.replace(p, message=f"init: {method.name}")) for cb in callbacks]
         got = method.distill(real, ipc, seed=seed, run_dir=stage if isinstance(method, MatchingMethod) else None,
-                             resume=resume)
+                             resume=resume, callbacks=tagged)
         if stage is not None:
             got.save(stage)
         return got, 0.0
