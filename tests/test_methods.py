@@ -342,3 +342,18 @@ def test_selection_at_exactly_the_class_size(real):
     for name in ("herding", "kcenter", "kmeans"):
         s = fast_method(name, space="pixel").distill(real, N_TRAIN, seed=0)
         assert sorted(s.meta["indices"]) == list(range(len(real.train)))
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_progress_bar_starts_a_new_bar_for_each_stage(disable):
+    from datadistill.progress import ProgressBar
+
+    bar = ProgressBar("dsa ipc=10", disable)
+    bar(Progress(1, 4, message="init: dm"))
+    first = bar.bar
+    bar(Progress(2, 4, message="init: dm"))
+    assert bar.bar is first  # the same stage: the same bar
+    bar(Progress(1, 6))
+    assert bar.bar is not first and bar.bar.total == 6 and bar.shown == "dsa ipc=10"
+    bar(2, 6)  # the (done, total) form
+    bar.close()

@@ -12,7 +12,7 @@ class ProgressBar:
     """tqdm progress bar fed by `(done, total)` or `Progress` callbacks; shows ETA."""
 
     def __init__(self, desc: str, disable: bool, min_interval: float = 0.5) -> None:
-        self.desc, self.disable, self.bar = desc, disable, None
+        self.desc, self.disable, self.bar, self.shown = desc, disable, None, desc
         self.min_interval, self.last = min_interval, 0.0
 
     def __call__(self, done: Any, total: int | None = None) -> None:
@@ -20,9 +20,10 @@ class ProgressBar:
         if total is None:  # a methods.Progress
             done, total, loss, message = done.step, done.total, done.loss, done.message
         desc = f"{self.desc} ({message})" if message else self.desc
-        if self.bar is not None and (self.bar.total != total or self.bar.desc != desc):  # a new stage
+        if self.bar is not None and (self.bar.total != total or self.shown != desc):  # a new stage
             self.close()
         if self.bar is None:
+            self.shown = desc
             self.bar = tqdm(total=total, desc=desc, disable=self.disable, leave=False, dynamic_ncols=True)
         self.bar.n = done
         if loss is not None:

@@ -128,7 +128,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 resume = False
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
             syn = m.distill(real, ipc, seed=seed, run_dir=set_dir, resume=resume,
-                            callbacks=[lambda p, bar=bar: bar(p.step, p.total)])
+                            callbacks=[bar])
             bar.close()
             if set_dir is not None:
                 syn.save(set_dir)
