@@ -193,3 +193,16 @@ def test_evaluate_on_the_validation_split_is_kept_apart_from_test(tmp_path, npz,
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["validation"]) == {"convnet"} and "evaluation" not in manifest
     assert not (out / "report.md").exists() or "validation" not in (out / "report.md").read_text()
+
+
+def test_benchmarks_say_what_a_per_ipc_default_schedule_ran():
+    from datadistill.bench.tables import _schedule_line
+    from datadistill.config import config_dict
+    from datadistill.methods import get_method
+
+    rows = [{"method": "dsa", "ipc": k, "method_overrides": {}, "method_config": config_dict(
+        get_method("dsa").for_ipc(k).config)} for k in (10, 1)]
+    line = _schedule_line("dsa", rows)
+    assert "IPC 1: iterations=1000, init=real, pool_size=64; IPC 10: iterations=50, init=dm, pool_size=0" in line
+    assert _schedule_line("dsa (init=kmeans)", [{**rows[0], "method_overrides": {"init": "kmeans"}}]) == ""
+    assert _schedule_line("dm", [{**rows[0], "method": "dm"}]) == ""  # no 'auto' fields

@@ -72,7 +72,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         head = "| method | " + " | ".join(f"IPC {k}" for k in ipcs) + " | " + " | ".join(
             f"published IPC {k}" for k in ipcs) + " | distill time (s) |"
         lines += [head, "|" + "---|" * (2 * len(ipcs) + 2)]
-        series = {}
+        series, notes = {}, []
         for m in methods:
             cellv, pubv, times = [], [], []
             ys = []
@@ -97,6 +97,9 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                 pubv.append(f"{pub:.1f}" if pub is not None else "—")
             series[m] = ys
             lines.append(f"| {m} | " + " | ".join(cellv) + " | " + " | ".join(pubv) + " | " + " / ".join(times) + " |")
+            schedule = _schedule_line(m, [r for r in rows if _label(r) == m])
+            if schedule:
+                notes.append(schedule)
         for ref in refs:
             if ref["dataset"] == dataset and ref["protocol"]["model"] == model:
                 pub = published.get("full", ({}, ""))[0]
@@ -109,6 +112,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                              + " | ".join(f"{pub.get(k, float('nan')):.1f}" for k in ipcs)
                              + f" | {ref['wall_time_s']:.0f} |")
         lines.append("")
+        if notes:
+            lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
                     f"{dataset}, {tag}, {labels} labels, {model}")
         if png is not None:
@@ -145,6 +150,29 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         lines.append("")
     atomic_write_text(out, "\n".join(lines))
     return out
+
+
+def _schedule_line(label: str, rows: list[dict]) -> str:
+    """For a default-config row of a method whose defaults are a per-IPC schedule ('auto' fields),
+    what each IPC's run used, as recorded in its cell."""
+    from ..config import config_dict
+    from ..errors import UnknownNameError
+    from ..methods import METHODS
+    from ..methods._matching import AUTO
+
+    try:
+        defaults = config_dict(METHODS.get(rows[0]["method"]).Config())
+    except UnknownNameError:
+        return ""
+    if rows[0].get("method_overrides"):
+        return ""
+    auto = [k for k, v in AUTO.items() if defaults.get(k) == v]
+    per_ipc = {r["ipc"]: r["method_config"] for r in rows}
+    if not auto or not per_ipc:
+        return ""
+    return (f"- `{label}` ran its default per-IPC budget schedule: "
+            + "; ".join(f"IPC {k}: " + ", ".join(f"{a}={cfg.get(a)}" for a in auto) for k, cfg in sorted(per_ipc.items()))
+            + " (a distill time includes its init stage's).")
 
 
 def _cross_architecture(cells: list[dict]) -> list[str]:
