@@ -206,3 +206,47 @@ def test_benchmarks_say_what_a_per_ipc_default_schedule_ran():
     assert "IPC 1: iterations=1000, init=real, pool_size=64; IPC 10: iterations=50, init=dm, pool_size=0" in line
     assert _schedule_line("dsa (init=kmeans)", [{**rows[0], "method_overrides": {"init": "kmeans"}}]) == ""
     assert _schedule_line("dm", [{**rows[0], "method": "dm"}]) == ""  # no 'auto' fields
+
+
+def test_distill_resumes_after_a_kill_during_the_init_stage(tmp_path, npz, capsys, monkeypatch):
+    from dataclasses import dataclass
+
+    from datadistill.methods.dm import DM
+
+    @dataclass(frozen=True)
+    class TinyDMConfig(DM.Config):  # the init stage runs DM with its defaults: make them tiny
+        iterations: int = 4
+        width: int = 8
+        batch_real: int = 8
+        pool_size: int = 2
+        refresh_every: int = 2
+        compile: bool = False
+        checkpoint_every: int = 2
+
+    class Killed(Exception):
+        pass
+
+    monkeypatch.setattr(DM, "Config", TinyDMConfig)
+    original, calls = DM._distill, []
+
+    def killed_once(self, *a, **kw):
+        calls.append(kw.get("resume"))
+        if len(calls) == 1:
+            def stop(p):
+                if p.step == 3:  # after the stage's checkpoint at 2
+                    raise Killed
+            kw["callbacks"] = (*kw["callbacks"], stop)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(DM, "_distill", killed_once)
+    out = tmp_path / "run"
+    argv = ["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "dc", "--ipc", "2", "--out", str(out),
+            "--set", "init=dm", "--set", "iterations=2", "--set", "width=8", "--set", "batch_real=8",
+            "--set", "compile=false", "--set", "outer_loop=2", "--set", "inner_loop=1", "--set", "pool_size=0"]
+    with pytest.raises(Killed):
+        main(["-q", *argv])
+    assert (out / "init" / "checkpoint.safetensors").exists() and not (out / "checkpoint.safetensors").exists()
+    code, _, err = run([*argv, "--resume"], capsys)
+    assert code == 0, err
+    assert calls == [False, True]  # the stage went on from its own checkpoint
+    assert (out / "synthetic.safetensors").exists() and (out / "init" / "synthetic.safetensors").exists()

@@ -61,7 +61,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from .config import load_yaml_config, parse_set_options
     from .export import save_grid
     from .methods import METHODS
-    from .methods._matching import CHECKPOINT_FILE
+    from .methods._matching import CHECKPOINT_FILE, INIT_DIR
 
     out = Path(args.out)
     cls = METHODS.get(args.method)
@@ -70,7 +70,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
             raise RunDirError("--resume and --force contradict each other: resume keeps the run, force restarts it")
         if "iterative" not in cls.tags:
             raise RunDirError(f"{args.method} has no iterations to resume; run it without --resume")
-        if not (out / CHECKPOINT_FILE).exists():
+        if not (out / CHECKPOINT_FILE).exists() and not (out / INIT_DIR / CHECKPOINT_FILE).exists():
             raise RunDirError(f"nothing to resume: {out} has no {CHECKPOINT_FILE}")
         if (out / "synthetic.safetensors").exists():
             raise RunDirError(f"{out}: this run already finished; use another --out or --force to restart it")
@@ -86,7 +86,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     real, data_options = _load_real(args, args.dataset)
     bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
     try:
-        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=args.resume)
+        # killed during its init stage: the stage resumes from its own checkpoint, the run starts
+        resume = args.resume and (out / CHECKPOINT_FILE).exists()
+        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=resume)
     finally:
         bar.close()
     if args.data_dir:
