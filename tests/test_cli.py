@@ -162,6 +162,8 @@ def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path
     assert len(rows) == 2 and len({r["distill_wall_time_s"] for r in rows}) == 1
     text = (tmp_path / "B.md").read_text()
     assert "## Cross-architecture: tensors, IPC 2" in text and "| method | convnet | mlp |" in text
+    # the mlp column's command, with the method's overrides, is written under the table
+    assert "--methods dm --ipc 2 --protocol dc --eval-set" in text and "model=mlp --set dm." in text
 
 
 def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):

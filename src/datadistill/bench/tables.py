@@ -179,14 +179,20 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     for c in cells:
         p = c["evaluation"]["protocol"]
         other = {k: v for k, v in p.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
+        if p["model"] != "convnet":  # the convnet column's commands are under the main tables
+            ov = " ".join(f"--set {c['method']}.{k}={v}" for k, v in sorted((c.get("method_overrides") or {}).items()))
+            evs = " ".join(f"--eval-set {o}" for o in c.get("protocol_overrides", []))
+            commands[key].setdefault((evs, ov), set()).add(c["method"])
     lines: list[str] = []
     order = ["convnet", "mlp", "lenet", "alexnet", "vgg11", "resnet18"]
-    for (dataset, preset, labels, ipc, _), by_method in sorted(groups.items()):
+    for key, by_method in sorted(groups.items()):
+        dataset, preset, labels, ipc, _ = key
         models = sorted({m for v in by_method.values() for m in v}, key=lambda m: (order.index(m) if m in order else 99, m))
         if len(models) < 2:
             continue
@@ -200,6 +206,10 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                 vals.append(f"{statistics.fmean(accs):.1f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.1f}"
                             if accs else "—")
             lines.append(f"| {method} | " + " | ".join(vals) + " |")
+        lines += ["", "Reproduce (the other columns; each evaluates the stored sets):", ""]
+        lines += [f"- `datadistill bench --dataset {dataset} --methods {','.join(sorted(names))} --ipc {ipc} "
+                  f"--protocol {preset} {evs}" + (f" {ov}" if ov else "") + "`"
+                  for (evs, ov), names in sorted(commands[key].items())]
         lines.append("")
     return lines
 
