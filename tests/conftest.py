@@ -44,3 +44,22 @@ def write_tiny_npz(path, num_classes: int = 4, per_class: int = 30, size: int = 
         xs.append(x)
         ys.append(np.full(per_class, c))
     np.savez(path, x=np.concatenate(xs), y=np.concatenate(ys))
+
+
+def make_dm_defaults_tiny(monkeypatch) -> None:
+    """A method init stage runs DM with its defaults: make those tiny for the test's duration."""
+    from dataclasses import dataclass
+
+    from datadistill.methods.dm import DM
+
+    @dataclass(frozen=True)
+    class TinyDMConfig(DM.Config):
+        iterations: int = 4
+        width: int = 8
+        batch_real: int = 8
+        pool_size: int = 2
+        refresh_every: int = 2
+        compile: bool = False
+        checkpoint_every: int = 2
+
+    monkeypatch.setattr(DM, "Config", TinyDMConfig)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from datadistill.cli import main
-from conftest import write_tiny_npz
+from conftest import make_dm_defaults_tiny, write_tiny_npz
 
 FAST_EVAL = ["--eval-set", "epochs=3", "--eval-set", "num_models=1", "--eval-set", "compile=false",
              "--eval-set", "model_kwargs={width: 8}"]
@@ -211,24 +211,12 @@ def test_benchmarks_say_what_a_per_ipc_default_schedule_ran():
 
 
 def test_distill_resumes_after_a_kill_during_the_init_stage(tmp_path, npz, capsys, monkeypatch):
-    from dataclasses import dataclass
-
     from datadistill.methods.dm import DM
-
-    @dataclass(frozen=True)
-    class TinyDMConfig(DM.Config):  # the init stage runs DM with its defaults: make them tiny
-        iterations: int = 4
-        width: int = 8
-        batch_real: int = 8
-        pool_size: int = 2
-        refresh_every: int = 2
-        compile: bool = False
-        checkpoint_every: int = 2
 
     class Killed(Exception):
         pass
 
-    monkeypatch.setattr(DM, "Config", TinyDMConfig)
+    make_dm_defaults_tiny(monkeypatch)  # the init stage runs DM with its defaults
     original, calls = DM._distill, []
 
     def killed_once(self, *a, **kw):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_tiny_real, write_tiny_npz
+from conftest import make_dm_defaults_tiny, make_tiny_real, write_tiny_npz
 
 from datadistill.cli import main
 from datadistill.errors import ConfigError, DivergenceError, RunDirError
@@ -372,19 +372,7 @@ def test_the_set_records_the_concrete_config(real):
 def tiny_dm_defaults(monkeypatch):
     """Make DM's defaults tiny, so a method init stage (which runs DM with its defaults) is fast;
     count the stage's runs."""
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class TinyDMConfig(DM.Config):
-        iterations: int = 4
-        width: int = 8
-        batch_real: int = 8
-        pool_size: int = 2
-        refresh_every: int = 2
-        compile: bool = False
-        checkpoint_every: int = 2
-
-    monkeypatch.setattr(DM, "Config", TinyDMConfig)
+    make_dm_defaults_tiny(monkeypatch)
     runs = []
     original = DM._distill
 
