@@ -85,18 +85,19 @@ class MatchingConfig(MethodConfig):
         """Per-IPC values for the fields a method lets default to 'auto' (see `AUTO`); none here."""
         return {}
 
+    def auto_fields(self) -> set[str]:
+        """The fields left at their 'auto' value that the schedule fills (elsewhere 'auto' is invalid)."""
+        return {k for k, v in AUTO.items() if getattr(self, k) == v} & set(self.schedule(1))
+
     def for_ipc(self, ipc: int) -> MatchingConfig:
-        auto = {k: v for k, v in AUTO.items() if getattr(self, k) == v}
+        auto = self.auto_fields()
         if not auto:
             return self
         plan = self.schedule(ipc)
-        missing = sorted(set(auto) - set(plan))
-        if missing:
-            raise ConfigError(f"{', '.join(missing)}: 'auto' has no per-IPC value for this method")
         return dataclasses.replace(self, **{k: plan[k] for k in auto})
 
     def validate(self) -> None:
-        auto = {k for k, v in AUTO.items() if getattr(self, k) == v} & set(self.schedule(1))
+        auto = self.auto_fields()
         positive = ("iterations", "batch_real", "width", "depth", "log_every", "val_epochs")
         for name in positive:
             if name not in auto and getattr(self, name) < 1:
