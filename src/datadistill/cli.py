@@ -1,4 +1,4 @@
-"""Command-line interface: `datadistill distill|evaluate|show|export|list|bench|demo`.
+"""Command-line interface: `datadistill distill|evaluate|show|export|list|bench|speed|teacher|demo`.
 
 Library errors (`DatadistillError`) become a one-line message on stderr and exit code 2.
 """
@@ -45,6 +45,33 @@ def _add_protocol_args(p: argparse.ArgumentParser, default: str = "dsa") -> None
                    help="override a protocol field, e.g. --eval-set num_models=3 (repeatable)")
 
 
+def _default_teacher_cache() -> str:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "datadistill" / "teachers")
+
+
+def _add_teacher_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--teacher-cache", default=default,
+                   help="directory of cached teachers (trained once per dataset, split and recipe; default "
+                        + (default or "~/.cache/datadistill/teachers") + ")")
+    p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a teacher recipe field, e.g. --teacher-set epochs=30 (repeatable)")
+
+
+def _teacher(args: argparse.Namespace, real, quiet: bool):
+    from .config import parse_set_options
+    from .teachers import TeacherRecipe, get_teacher
+
+    recipe = TeacherRecipe().replace(**parse_set_options(args.teacher_set))
+    bar = _Bar("teacher", quiet)
+    try:
+        return get_teacher(real, recipe, cache_dir=args.teacher_cache or _default_teacher_cache(), progress=bar)
+    finally:
+        bar.close()
+
+
 def _prepare_out(out: Path, force: bool, hint: str = "") -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise RunDirError(f"{out}: already exists and is not empty; choose another --out or pass --force{hint}")
@@ -84,11 +111,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
     method = cls.with_overrides(overrides)
     protocol = _protocol(args) if args.evaluate else None
     real, data_options = _load_real(args, args.dataset)
+    teacher = _teacher(args, real, args.quiet) if "needs_teacher" in cls.tags else None
     bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
     try:
         # killed during its init stage: the stage resumes from its own checkpoint, the run starts
         resume = args.resume and (out / CHECKPOINT_FILE).exists()
-        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=resume)
+        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=resume,
+                             teacher=teacher)
     finally:
         bar.close()
     if args.data_dir:
@@ -102,14 +131,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
     save_loss_curve(out, out / "loss.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
     if protocol is not None:
-        _evaluate_into(out, syn, real, protocol, args.quiet)
+        _evaluate_into(out, syn, real, protocol, args.quiet, teacher=teacher)
         msg += f"; test accuracy {syn.meta['evaluation'][protocol.model]['mean']:.2f}%"
     print(msg)
     return 0
 
 
 def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = (),
-                   split: str = "test") -> dict:
+                   split: str = "test", teacher=None) -> dict:
     """Evaluate on `split` and record it in the manifest: test results under `evaluation` (and in
     the report), validation results under `validation` (for choosing configs; never in the report)."""
     from .evaluation import evaluate
@@ -120,7 +149,7 @@ def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequ
         p = protocol.replace(model=model)
         bar = _Bar(f"evaluate {model}" + (" on the validation split" if split == "val" else ""), quiet)
         try:
-            results[model] = evaluate(syn, real, p, split=split, progress=bar).as_dict()
+            results[model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher).as_dict()
         finally:
             bar.close()
     syn.meta.setdefault("evaluation" if split == "test" else "validation", {}).update(results)
@@ -138,12 +167,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # The data location recorded at distillation time is used unless --data-dir is given.
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
     models = [m for m in args.models.split(",") if m] if args.models else []
-    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models, split=args.split)
+    teacher = None
+    if protocol.label_mode == "teacher":
+        teacher = _set_teacher(args, syn, real)
+    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models, split=args.split,
+                             teacher=teacher)
     if args.split == "val":
         print("validation split:")
     for model, r in results.items():
         print(f"{model}: {r['mean']:.2f} ± {r['std']:.2f} % over {len(r['per_model'])} models "
               f"({r['train_time_s']:.0f} s training)")
+    return 0
+
+
+def _set_teacher(args: argparse.Namespace, syn, real):
+    """Live-teacher mode: the teacher that labelled the set (its recipe is in the manifest), from the
+    cache; with --teacher-set, that recipe instead."""
+    from .config import parse_set_options
+    from .teachers import TeacherRecipe, get_teacher
+
+    described = syn.meta.get("teacher", {}).get("recipe")
+    if described and not args.teacher_set:
+        kwargs = dict(described)
+        model_kwargs = kwargs.pop("model_kwargs", {})
+        recipe = TeacherRecipe(**kwargs, model_kwargs=tuple(sorted(model_kwargs.items())))
+    else:
+        recipe = TeacherRecipe().replace(**parse_set_options(args.teacher_set))
+    bar = _Bar("teacher", args.quiet)
+    try:
+        return get_teacher(real, recipe, cache_dir=args.teacher_cache or _default_teacher_cache(), progress=bar)
+    finally:
+        bar.close()
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    real, _ = _load_real(args, args.dataset)
+    teacher = _teacher(args, real, args.quiet)
+    info = teacher.info
+    print(f"teacher {info['key']} ({teacher.recipe.model}, {teacher.recipe.epochs} epochs): "
+          f"test {info.get('test_accuracy', float('nan')):.2f}%, validation {info.get('val_accuracy', float('nan')):.2f}%, "
+          f"trained in {info.get('train_time_s', float('nan')):.0f} s -> {info.get('path')}")
     return 0
 
 
@@ -199,6 +262,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             protocol=args.protocol, protocol_overrides=tuple(args.eval_set), data_dir=args.data_dir,
             full_data=args.full_data, method_overrides=tuple(args.set),
             data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
+            teacher_cache=args.teacher_cache or str(results.parent / "teachers"),
+            teacher_overrides=tuple(args.teacher_set),
         )
         run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells,
                  sets_dir=(results.parent / "sets" if args.sets is None else Path(args.sets) if args.sets else None))
@@ -260,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from the checkpoint in --out (same method, ipc, seed, config)")
     d.add_argument("--evaluate", action="store_true", help="evaluate the result with --protocol afterwards")
+    _add_teacher_args(d)
     _add_data_args(d)
     _add_protocol_args(d)
     d.set_defaults(func=cmd_distill)
@@ -270,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("test", "val"), default="test",
                    help="val: accuracy on the validation split, to choose between configs (kept apart from "
                         "the test results)")
+    _add_teacher_args(e)
     _add_data_args(e)
     _add_protocol_args(e)
     e.set_defaults(func=cmd_evaluate)
@@ -307,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sets", default=None,
                    help="keep each distilled set (and its checkpoints) here and reuse it across protocols and "
                         "architectures; '' to keep none (default: 'sets' beside --results)")
+    _add_teacher_args(b, default=None)
     _add_data_args(b)
     _add_protocol_args(b, default="dc")
     b.set_defaults(func=cmd_bench)
@@ -327,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--markdown", default="BENCHMARKS.md")
     _add_data_args(sp)
     sp.set_defaults(func=cmd_speed)
+
+    t = sub.add_parser("teacher", help="train (or load from the cache) the teacher of a dataset and report it")
+    t.add_argument("--dataset", required=True)
+    _add_teacher_args(t)
+    _add_data_args(t)
+    t.set_defaults(func=cmd_teacher)
 
     m = sub.add_parser("demo", help="distil Fashion-MNIST to 10 images/class, evaluate against random, report")
     m.add_argument("--out", default="runs/demo")

@@ -2,7 +2,9 @@
 
 A distilled-set directory holds
 - `synthetic.safetensors`: `images` float32 (N, C, H, W) in normalised space; `labels` int64 (N,)
-  (hard) or float32 (N, K) (soft); optional `lr` (learned learning rate(s)); optional `weights` (N,).
+  (hard) or float32 (N, K) (soft); optional `lr` (learned learning rate(s)); optional `weights` (N,);
+  optional `classes` int64 (N,) (the class each soft-labelled image was made for); optional
+  per-view soft labels `view_*` (see `datadistill.softlabels`).
 - `manifest.json`: format version, dataset, class names, image shape, per-channel mean/std, ipc,
   method and config, seed, versions, wall time, iterations, storage bytes, evaluation results.
 Loading never unpickles anything; a user with only torch + safetensors + json can read it.
@@ -31,7 +33,9 @@ MANIFEST_FILE = "manifest.json"
 class SyntheticSet:
     """A distilled set. `images`: (N, C, H, W) float32 normalised with `mean`/`std`.
     `labels`: (N,) int64 hard labels or (N, K) float32 soft labels (probabilities or logits, as
-    `meta["soft_label_kind"]` says). `lr`: optional learned learning rate(s). `weights`: optional (N,)."""
+    `meta["soft_labels"]` says). `lr`: optional learned learning rate(s). `weights`: optional (N,).
+    `classes`: optional (N,) int64, the class each image was made for (soft-labelled sets; their
+    hard-label evaluation uses it). `views`: optional per-view soft labels (`softlabels.VIEW_KEYS`)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -46,6 +50,8 @@ class SyntheticSet:
     lr: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # wall_time_s, iterations, evaluation, ...
+    classes: torch.Tensor | None = None
+    views: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -68,6 +74,15 @@ class SyntheticSet:
             raise FormatError("mean/std need one value per image channel")
         if self.weights is not None and self.weights.shape != (n,):
             raise FormatError(f"weights must be ({n},), got {tuple(self.weights.shape)}")
+        if self.classes is not None:
+            if self.classes.shape != (n,) or self.classes.dtype != torch.int64:
+                raise FormatError(f"classes must be int64 ({n},), got {self.classes.dtype} {tuple(self.classes.shape)}")
+            if n and (int(self.classes.min()) < 0 or int(self.classes.max()) >= self.num_classes):
+                raise FormatError(f"classes outside [0, {self.num_classes})")
+        if self.views is not None:
+            from .softlabels import check_views
+
+            check_views(self.views, n, self.num_classes)
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
 
@@ -82,8 +97,10 @@ class SyntheticSet:
 
     @property
     def hard_labels(self) -> torch.Tensor:
-        """(N,) int64: the labels, or the argmax of soft labels."""
-        return self.labels.argmax(1) if self.soft_labels else self.labels
+        """(N,) int64: the labels; for soft labels, `classes` when stored, else their argmax."""
+        if not self.soft_labels:
+            return self.labels
+        return self.classes if self.classes is not None else self.labels.argmax(1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"images": self.images.float().contiguous(), "labels": self.labels.contiguous()}
@@ -91,11 +108,16 @@ class SyntheticSet:
             out["lr"] = self.lr.detach().float().reshape(-1).contiguous()
         if self.weights is not None:
             out["weights"] = self.weights.detach().float().contiguous()
+        if self.classes is not None:
+            out["classes"] = self.classes.contiguous()
+        for key, t in (self.views or {}).items():
+            out[key] = t.contiguous()
         return out
 
     @property
     def storage_bytes(self) -> dict[str, int]:
-        """Bytes of everything evaluation needs, as stored (float32 images, labels, lr, weights)."""
+        """Bytes of everything evaluation needs, as stored (float32 images, labels, lr, weights,
+        classes, per-view soft labels)."""
         parts = {k: t.numel() * t.element_size() for k, t in self.tensors().items()}
         parts["total"] = sum(parts.values())
         return parts
@@ -126,6 +148,7 @@ class SyntheticSet:
             "seed": self.seed,
             "has_lr": self.lr is not None,
             "has_weights": self.weights is not None,
+            "has_views": self.views is not None,
             "storage_bytes": self.storage_bytes,
             "library_version": __version__,
             "git_revision": _git_revision(),
@@ -164,13 +187,17 @@ class SyntheticSet:
                 raise FormatError(f"{tpath}: no {key!r} tensor")
         known = {"format", "format_version", "dataset", "class_names", "num_classes", "image_shape",
                  "num_images", "ipc", "labels", "mean", "std", "method", "config", "seed", "has_lr",
-                 "has_weights", "storage_bytes", "library_version", "git_revision"}
+                 "has_weights", "has_views", "storage_bytes", "library_version", "git_revision"}
+        from .softlabels import VIEW_KEYS
+
+        views = {k: t[k] for k in VIEW_KEYS if k in t} or None
         try:
             return cls(
                 images=t["images"], labels=t["labels"], dataset=manifest["dataset"],
                 class_names=manifest["class_names"], mean=tuple(manifest["mean"]), std=tuple(manifest["std"]),
                 ipc=int(manifest["ipc"]), method=manifest["method"], config=manifest.get("config", {}),
                 seed=int(manifest.get("seed", 0)), lr=t.get("lr"), weights=t.get("weights"),
+                classes=t.get("classes"), views=views,
                 meta={k: v for k, v in manifest.items() if k not in known},
             )
         except KeyError as e:

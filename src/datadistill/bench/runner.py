@@ -33,6 +33,8 @@ class BenchGrid:
     full_data: bool = False
     data_options: tuple[tuple[str, Any], ...] = ()
     val_fraction: float = 0.1
+    teacher_cache: str | None = None  # where teachers are cached (methods tagged needs_teacher)
+    teacher_overrides: tuple[str, ...] = ()  # "key=value" for the TeacherRecipe
 
     def load_real(self):
         from .. import load_dataset
@@ -97,6 +99,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     for m in grid.methods:
         METHODS.get(m)  # fail early on unknown names
     real = None
+    teacher = None
     written: list[Path] = []
     cells = [(m, k, s) for m in grid.methods for k in grid.ipcs for s in grid.seeds]
     todo = [c for c in cells if not (results_dir / cell_name(grid.dataset, c[0], c[1], c[2], grid.protocol_tag(),
@@ -126,9 +129,11 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             resume = set_dir is not None and "iterative" in m.tags and (set_dir / CHECKPOINT_FILE).exists()
             if resume and m._checkpoint_identity(real, ipc, seed) != m._read_checkpoint(set_dir / CHECKPOINT_FILE)[1]["identity"]:
                 resume = False
+            if "needs_teacher" in m.tags and teacher is None:
+                teacher = _teacher(grid, real, quiet)
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
             syn = m.distill(real, ipc, seed=seed, run_dir=set_dir, resume=resume,
-                            callbacks=[bar])
+                            callbacks=[bar], teacher=teacher)
             bar.close()
             if set_dir is not None:
                 syn.save(set_dir)
@@ -136,22 +141,46 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
         res = evaluate(syn, real, protocol, progress=bar)
         bar.close()
+        track = None
+        if protocol.label_mode == "soft" and "soft_labels" in m.tags:
+            from .softtrack import soft_track
+
+            if teacher is None:
+                teacher = _teacher(grid, real, quiet)
+            track = soft_track(real=real, syn=syn, method=m, ipc=ipc, seed=seed, protocol=protocol,
+                               protocol_tag=grid.protocol_tag(), teacher=teacher, soft_result=res.as_dict(),
+                               set_dir=set_dir, results_dir=results_dir, bar=lambda d: _bar(quiet, d))
         row = {
             "dataset": grid.dataset, "method": method, "ipc": ipc, "seed": seed, "protocol_tag": grid.protocol_tag(),
             "protocol_overrides": list(grid.protocol_overrides),
             "method_config": config_dict(m.config), "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "storage_bytes": syn.storage_bytes["total"],
-            "labels": "soft" if syn.soft_labels else "hard", "evaluation": res.as_dict(),
+            "labels": res.labels, "evaluation": res.as_dict(),
             "distill_iterations": syn.meta.get("iterations"),
             "library_version": __version__, "git_revision": _git_revision(), "machine": _machine(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+        if "teacher" in syn.meta:
+            row["teacher"] = syn.meta["teacher"]
+        if track is not None:
+            row["soft_track"] = track
         atomic_write_json(path, row)
         written.append(path)
         if not quiet:
             print(f"{method} ipc={ipc} seed={seed}: {res.mean:.2f} ± {res.std:.2f} "
                   f"(distill {distill_s:.0f} s, eval {res.train_time_s:.0f} s)", flush=True)
     return written
+
+
+def _teacher(grid: BenchGrid, real, quiet: bool):
+    from ..teachers import TeacherRecipe, get_teacher
+
+    recipe = TeacherRecipe().replace(**parse_set_options(list(grid.teacher_overrides)))
+    bar = _bar(quiet, "teacher (trained once, then cached)")
+    try:
+        return get_teacher(real, recipe, cache_dir=grid.teacher_cache, progress=bar)
+    finally:
+        bar.close()
 
 
 def _bar(quiet: bool, desc: str) -> ProgressBar:

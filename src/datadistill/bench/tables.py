@@ -49,9 +49,16 @@ def _label(cell: dict[str, Any]) -> str:
 
 
 def _protocol_line(p: dict[str, Any]) -> str:
-    return (f"{p['model']} ({dict(p.get('model_kwargs') or {}) or 'defaults'}), {p['epochs']} epochs, SGD lr {p['lr']} "
-            f"momentum {p['momentum']} wd {p['weight_decay']}, batch {p['batch_size']}, lr x0.1 at "
-            f"{p['decay_at']:.0%}, augmentation {p['augment']}, {p['label_mode']} labels, "
+    opt = p.get("optimizer", "sgd")
+    opt_desc = f"SGD lr {p['lr']} momentum {p['momentum']}" if opt == "sgd" else f"AdamW lr {p['lr']}"
+    sched = (f"lr x0.1 at {p['decay_at']:.0%}" if p.get("schedule", "step") == "step" else "cosine lr")
+    labels = f"{p['label_mode']} labels"
+    if p["label_mode"] != "hard":
+        labels += f" (KL at temperature {p['temperature']:g}" + (
+            "; a set's stored per-view teacher outputs on its stored views)" if p["label_mode"] == "soft" else
+            "; a live teacher labels every batch)")
+    return (f"{p['model']} ({dict(p.get('model_kwargs') or {}) or 'defaults'}), {p['epochs']} epochs, {opt_desc} "
+            f"wd {p['weight_decay']}, batch {p['batch_size']}, {sched}, augmentation {p['augment']}, {labels}, "
             f"{p['num_models']} models per cell, {p['precision']}")
 
 
@@ -141,6 +148,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         lines += ["Reproduce: " + commands[0] if len(commands) == 1 else "Reproduce:", ""]
         if len(commands) > 1:
             lines += [f"- {c}" for c in commands] + [""]
+    lines += _soft_track(cells)
     lines += _cross_architecture(cells)
     if speed:
         lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
@@ -173,6 +181,58 @@ def _schedule_line(label: str, rows: list[dict]) -> str:
     return (f"- `{label}` ran its default per-IPC budget schedule: "
             + "; ".join(f"IPC {k}: " + ", ".join(f"{a}={cfg.get(a)}" for a in auto) for k, cfg in sorted(per_ipc.items()))
             + " (a distill time includes its init stage's).")
+
+
+def _soft_track(cells: list[dict]) -> list[str]:
+    """The fair soft-label track (bench/softtrack.py): each soft-label result beside the same
+    evaluation of a random real subset, the hard-label evaluation of the same images, the bytes
+    stored, and label-robust scores."""
+    rows = [c for c in cells if c.get("soft_track")]
+    if not rows:
+        return []
+    lines: list[str] = []
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for c in rows:
+        groups[(c["dataset"], c["protocol_tag"])].append(c)
+    for (dataset, tag), sel in sorted(groups.items()):
+        lines += [f"## Soft-label track: {dataset}, protocol `{tag}`", "",
+                  "Soft-label accuracies are not comparable with the hard-label tables above: each is shown beside "
+                  "(a) the same soft-label evaluation of a random real subset of the same size, relabelled by the same "
+                  "teacher with the same recipe, (b) the hard-label evaluation (`dsa` protocol) of the same images, "
+                  "and (c) the bytes evaluation needs (images + soft labels + views). IOR = soft(set) - soft(random); "
+                  "HLR = hard(full data) - hard(set); DDRS = (exp(IOR/2 - HLR/2) - 1/e) / (e - 1/e) (DD-Ranking, w = 0.5, "
+                  "fractions); gain survival = (hard(set) - hard(random)) / (soft(set) - soft(random)).", "",
+                  f"Protocol: {_protocol_line(sel[0]['evaluation']['protocol'])}.", "",
+                  "| method | IPC | soft labels | random subset, same soft labels | same images, hard labels | "
+                  "random subset, hard labels | bytes (images / total) | IOR | HLR | DDRS | gain survival | "
+                  "distill time (s) |", "|" + "---|" * 12]
+        for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
+            t = c["soft_track"]
+            e = c["evaluation"]
+
+            def f(d: dict | None) -> str:
+                return f"{d['mean']:.1f} ± {d['std']:.1f}" if d else "—"
+
+            def g(v: float | None, pct: bool = False) -> str:
+                return "—" if v is None else (f"{100 * v:.1f}" if pct else f"{v:.3f}")
+
+            sb = t["storage_bytes"]
+            lines.append(f"| {_label(c)} | {c['ipc']} | {f(e)} | {f(t['random_soft'])} | {f(t['hard_same_images'])} | "
+                         f"{f(t['hard_random'])} | {sb.get('images', 0) / 1024:.0f} KiB / {sb['total'] / 1024:.0f} KiB | "
+                         f"{g(t['ior'], True)} | {g(t['hlr'], True)} | {g(t['ddrs'])} | {g(t['gain_survival'])} | "
+                         f"{c['distill_wall_time_s']:.0f} |")
+        teachers = {json.dumps(c.get("teacher", {}).get("recipe"), sort_keys=True): c.get("teacher") for c in sel}
+        for tch in teachers.values():
+            if tch:
+                lines.append(f"\nTeacher `{tch.get('key')}`: test {tch.get('test_accuracy')}%, trained in "
+                             f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
+                             "not counted in the distill times).")
+        methods = sorted({c["method"] for c in sel})
+        ipcs = sorted({c["ipc"] for c in sel})
+        evs = "".join(f" --eval-set {o}" for o in sel[0].get("protocol_overrides", []))
+        lines += ["", f"Reproduce: `datadistill bench --dataset {dataset} --methods {','.join(methods)} --ipc "
+                  f"{','.join(map(str, ipcs))} --protocol {tag.split('-')[0]}{evs}`", ""]
+    return lines
 
 
 def _cross_architecture(cells: list[dict]) -> list[str]:

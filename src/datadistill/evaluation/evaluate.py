@@ -56,7 +56,8 @@ def digits_like(real_or_name: RealData | str) -> bool:
 def train_eval_models(
     x: torch.Tensor, y: torch.Tensor, real: RealData, protocol: Protocol, *,
     split: str = "test", lr: float | None = None, sample_weights: torch.Tensor | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, batches: Callable | None = None,
+    targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
@@ -87,7 +88,8 @@ def train_eval_models(
         fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
             momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
-            temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch)
+            temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
+            optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, target.x, target.y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
@@ -105,12 +107,16 @@ def evaluate(
     *,
     split: Literal["test", "val"] = "test",
     progress: Callable[[int, int], None] | None = None,
+    teacher: Any = None,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
 
-    Soft labels are used only when `protocol.label_mode == 'soft'` (else their argmax); the set's
-    learned lr only when `protocol.use_learned_lr`.
+    Label modes: 'hard' trains on hard labels (a soft-labelled set's `classes`, else the argmax);
+    'soft' on the stored soft labels, per view when the set stores views (they carry their own
+    augmentation, so the protocol's `augment` must be 'none'), else per image; 'teacher' labels each
+    training batch with the live `teacher` (nothing stored: reported as its own mode). The set's
+    learned lr is used only when `protocol.use_learned_lr`.
     """
     protocol = get_protocol(protocol, **overrides)
     if synthetic.dataset != real.name or synthetic.num_classes != real.num_classes:
@@ -119,10 +125,31 @@ def evaluate(
     if tuple(synthetic.images.shape[1:]) != tuple(real.image_shape):
         raise ConfigError(f"synthetic images {tuple(synthetic.images.shape[1:])} do not match "
                           f"{real.name} images {real.image_shape}")
+    x = synthetic.images.detach().float()
+    batches = targets = None
     if protocol.label_mode == "soft":
         if not synthetic.soft_labels:
             raise ConfigError("protocol label_mode='soft' but the set has hard labels")
         y = synthetic.labels.float()
+        if synthetic.views is not None:
+            if protocol.augment != "none":
+                raise ConfigError("this set stores per-view soft labels, whose views carry their own augmentation: "
+                                  "evaluate it with augment=none (the 'soft' protocol)")
+            from ..softlabels import view_batches
+
+            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_size,
+                                   protocol.temperature)
+    elif protocol.label_mode == "teacher":
+        if teacher is None:
+            raise ConfigError("protocol label_mode='teacher' trains from a live teacher: pass one (--teacher)")
+        y = synthetic.hard_labels
+        if synthetic.views is not None and protocol.augment == "none":
+            from ..softlabels import view_batches
+
+            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_size,
+                                   protocol.temperature)
+        t = protocol.temperature
+        targets = lambda xb: torch.softmax(teacher.logits(xb) / t, 1)  # noqa: E731
     else:
         y = synthetic.hard_labels
     lr = None
@@ -130,10 +157,10 @@ def evaluate(
         if synthetic.lr is None:
             raise ConfigError("protocol use_learned_lr=True but the set stores no learned lr")
         lr = float(synthetic.lr.reshape(-1)[0])
-    x = synthetic.images.detach().float()
     w = synthetic.weights.float() if synthetic.weights is not None else None
     accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr,
-                                                         sample_weights=w, progress=progress)
+                                                         sample_weights=w, progress=progress,
+                                                         batches=batches, targets=targets)
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(
         mean=statistics.fmean(accs), std=statistics.pstdev(accs) if len(accs) > 1 else 0.0, per_model=accs,

@@ -18,7 +18,11 @@ class Protocol:
     SGD (momentum 0.9, weight decay 5e-4), batch 256, lr multiplied by 0.1 at `decay_at` of the
     epochs. `augment='dsa'` applies DSA with per-image parameters to every training batch
     ('flip' is dropped for digit datasets). `label_mode='soft'` trains on soft labels with a
-    KL / soft cross-entropy at `temperature`; `use_learned_lr` uses the set's stored lr.
+    KL / soft cross-entropy at `temperature` (a set with stored per-view teacher outputs is trained
+    on those views, which carry their own augmentation: `augment` must then be 'none');
+    `label_mode='teacher'` is the separately named live-teacher mode: each augmented batch is
+    labelled by a teacher passed to `evaluate`, nothing stored. `use_learned_lr` uses the set's stored lr.
+    `optimizer` 'sgd' | 'adamw'; `schedule` 'step' (x0.1 at `decay_at`) | 'cosine'.
     `precision='bf16'` runs forward/backward under bf16 autocast (weights and optimiser in fp32).
     """
 
@@ -32,7 +36,7 @@ class Protocol:
     decay_at: float = 0.5
     augment: Literal["dsa", "none"] = "dsa"
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    label_mode: Literal["hard", "soft"] = "hard"
+    label_mode: Literal["hard", "soft", "teacher"] = "hard"
     temperature: float = 1.0
     use_learned_lr: bool = False
     num_models: int = 5
@@ -40,6 +44,8 @@ class Protocol:
     precision: Literal["bf16", "fp32"] = "bf16"
     compile: bool = True
     eval_batch_size: int = 1000
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    schedule: Literal["step", "cosine"] = "step"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.num_models < 1 or self.batch_size < 1:
@@ -48,8 +54,14 @@ class Protocol:
             raise ConfigError("protocol lr must be positive and decay_at in (0, 1]")
         if self.augment not in ("dsa", "none"):
             raise ConfigError(f"protocol augment must be 'dsa' or 'none', got {self.augment!r}")
-        if self.label_mode not in ("hard", "soft"):
-            raise ConfigError(f"protocol label_mode must be 'hard' or 'soft', got {self.label_mode!r}")
+        if self.label_mode not in ("hard", "soft", "teacher"):
+            raise ConfigError(f"protocol label_mode must be 'hard', 'soft' or 'teacher', got {self.label_mode!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"protocol optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"protocol schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        if self.temperature <= 0:
+            raise ConfigError(f"protocol temperature must be positive, got {self.temperature}")
         if self.precision not in ("bf16", "fp32"):
             raise ConfigError(f"protocol precision must be 'bf16' or 'fp32', got {self.precision!r}")
 
@@ -82,6 +94,9 @@ PRESETS: dict[str, Protocol] = {
     "dc": Protocol(epochs=300, augment="none"),
     # DSA / DM papers: 1000 epochs with DSA augmentation.
     "dsa": Protocol(epochs=1000, augment="dsa"),
+    # Soft-label track (SRe2L / RDED style): the set's stored teacher outputs on its stored views
+    # (crop, flip, CutMix), KL at temperature 4, 1000 epochs as the hard-label track, the same ConvNet-3.
+    "soft": Protocol(epochs=1000, augment="none", label_mode="soft", temperature=4.0),
     # For tests and smoke runs only: never reported as a result.
     "smoke": Protocol(epochs=5, augment="dsa", num_models=1, compile=False),
 }

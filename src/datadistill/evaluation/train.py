@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -89,30 +89,57 @@ def fit(
     temperature: float = 1.0,
     sample_weights: torch.Tensor | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    optimizer: str = "sgd",
+    schedule: str = "step",
+    nesterov: bool = False,
+    batches: Callable[[int, torch.Tensor], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None,
+    targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
-    """Train `model` in place on (x, y): SGD, lr x0.1 at `decay_at` of the epochs, shuffled
-    mini-batches (last one partial, as a DataLoader without drop_last). `y` is (N,) int64 or (N, K)
-    soft targets. `dsa` augments each batch with per-image parameters. `on_epoch(epoch, loss)` is
-    called after each epoch. `sample_weights` (N,) weight each example's loss."""
+    """Train `model` in place on (x, y): shuffled mini-batches (last one partial, as a DataLoader
+    without drop_last). `y` is (N,) int64 or (N, K) soft targets. `dsa` augments each batch with
+    per-image parameters. `on_epoch(epoch, loss)` is called after each epoch. `sample_weights` (N,)
+    weight each example's loss.
+
+    `optimizer`: 'sgd' (momentum, optional Nesterov) or 'adamw'. `schedule`: 'step' (lr x0.1 at
+    `decay_at` of the epochs) or 'cosine' (per epoch, from lr to 0). `batches(epoch, order)`, when
+    given, yields the (inputs, targets) of each step from the epoch's shuffled `order` instead of
+    slicing (x, y) (stored soft-label views); `targets(inputs)` replaces each batch's targets (a live
+    teacher)."""
     model.train()
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
-    opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              nesterov=nesterov)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
     step = _step_fn(model, precision == "bf16", compile, temperature)
     n = len(x)
-    decay_epoch = int(epochs * decay_at) if decay_at else None
+    decay_epoch = int(epochs * decay_at) if decay_at and schedule == "step" else None
     loss_val = math.nan
     steps = 0
+
+    def slices(epoch: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+
     for epoch in range(epochs):
         if epoch == decay_epoch:
             for group in opt.param_groups:
                 group["lr"] = lr * 0.1
+        if schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
+        for start, (xb, yb) in zip(range(0, n, batch_size), (batches or slices)(epoch, order)):
             idx = order[start:start + batch_size]
-            xb, yb = x[idx], y[idx]
             if dsa is not None:
                 xb = augment(xb, dsa, generator)
+            if targets is not None:
+                yb = targets(xb)
             if sample_weights is not None:
                 loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx], precision, temperature)
             else:

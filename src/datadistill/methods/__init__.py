@@ -18,5 +18,7 @@ def list_methods(pattern: str = "*") -> list[str]:
 from . import coreset as _coreset  # noqa: F401
 from . import dc as _dc  # noqa: F401
 from . import dm as _dm  # noqa: F401
+from . import rded as _rded  # noqa: F401
+from . import sre2l as _sre2l  # noqa: F401
 
 __all__ = ["METHODS", "Callback", "Method", "MethodConfig", "Progress", "get_method", "list_methods", "register"]

@@ -77,11 +77,14 @@ class Method:
         run_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
         resume: bool = False,
+        teacher: Any = None,
     ) -> SyntheticSet:
         """Distil `real` to `ipc` images per class. Deterministic given `seed`.
 
         Iterative methods checkpoint into `run_dir`; `resume=True` continues from its checkpoint
-        and ends as an uninterrupted run would. Methods without iterations ignore `resume`."""
+        and ends as an uninterrupted run would. Methods without iterations ignore `resume`.
+        Methods tagged 'needs_teacher' use `teacher` (a `teachers.Teacher`, e.g. from
+        `get_teacher(real, cache_dir=...)`); without one they train a default teacher first."""
         if not isinstance(ipc, int) or ipc < 1:
             raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
         smallest = min(len(i) for i in real.class_index)
@@ -89,9 +92,12 @@ class Method:
             raise ConfigError(f"{self.name}: ipc {ipc} exceeds the smallest class ({smallest} training images)")
         concrete = self.for_ipc(ipc)
         if concrete is not self:
-            return concrete.distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks, resume=resume)
+            return concrete.distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks, resume=resume,
+                                    teacher=teacher)
         start = time.perf_counter()
-        kwargs = {"resume": resume} if "iterative" in self.tags else {}
+        kwargs: dict[str, Any] = {"resume": resume} if "iterative" in self.tags else {}
+        if "needs_teacher" in self.tags:
+            kwargs["teacher"] = teacher
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
                                callbacks=tuple(callbacks), **kwargs)
         result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))

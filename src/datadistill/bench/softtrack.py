@@ -1,0 +1,99 @@
+"""The fair soft-label track: every soft-label result beside what it must be compared with.
+
+For a soft-labelled set evaluated with soft labels, the track adds
+(a) the same soft-label evaluation of a random real subset of the same size (the `random` method's
+    set at the same IPC and seed), relabelled by the same teacher with the same relabel recipe;
+(b) the hard-label evaluation of the same images (the standard `dsa` protocol, each image's class);
+(c) the storage bytes of everything evaluation needs (images, soft labels, views);
+and label-robust scores in the spirit of DD-Ranking (Li et al., 2025), accuracies as fractions:
+- IOR, improvement over random = soft(set) - soft(random subset);
+- HLR, hard-label recovery = hard(full data) - hard(set);
+- DDRS = (exp(w IOR - (1 - w) HLR) - exp(-1)) / (e - exp(-1)), w = 0.5;
+- gain survival = (hard(set) - hard(random)) / (soft(set) - soft(random)): the share of the gain over
+  random that is left when the soft labels are taken away (1: all of it; 0 or below: none).
+Each evaluation is cached as JSON in the set's directory, so a killed cell resumes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from .._io import atomic_write_json
+
+DDRS_WEIGHT = 0.5
+
+
+def ddrs(ior: float, hlr: float, w: float = DDRS_WEIGHT) -> float:
+    """DD-Ranking score from IOR and HLR given as fractions (not percent)."""
+    a = w * ior - (1 - w) * hlr
+    return (math.exp(a) - math.exp(-1)) / (math.e - math.exp(-1))
+
+
+def label_robust_scores(soft_set: float, soft_random: float, hard_set: float, hard_random: float | None,
+                        hard_full: float | None) -> dict[str, float | None]:
+    """The track's scores from accuracies in percent."""
+    ior = (soft_set - soft_random) / 100
+    hlr = (hard_full - hard_set) / 100 if hard_full is not None else None
+    gain = soft_set - soft_random
+    survival = ((hard_set - hard_random) / gain) if hard_random is not None and gain > 0 else None
+    return {"ior": round(ior, 5), "hlr": round(hlr, 5) if hlr is not None else None,
+            "ddrs": round(ddrs(ior, hlr), 5) if hlr is not None else None,
+            "gain_survival": round(survival, 4) if survival is not None else None}
+
+
+def _cached(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    out = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, out)
+    return out
+
+
+def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag: str, teacher,
+               soft_result: dict[str, Any], set_dir: Path | None, results_dir: Path,
+               bar: Callable[[str], Any]) -> dict[str, Any]:
+    """The comparison row of a soft-label cell whose soft evaluation is `soft_result` (see the module
+    docstring). The full-data accuracy is the default full-data reference's, when cached."""
+    from ..evaluation import ReferenceRecipe, evaluate, get_protocol, reference_key
+    from ..evaluation.evaluate import digits_like
+    from ..methods import get_method
+    from ..methods._decoupled import RelabelConfig, relabel_set
+    from .runner import cell_name
+
+    cfg = method.config
+    if not isinstance(cfg, RelabelConfig):
+        raise TypeError(f"{method.name}: the soft-label track needs a method with a relabel step")
+
+    def run(what: str, s, p) -> dict[str, Any]:
+        b = bar(f"soft track: {what}")
+        try:
+            return evaluate(s, real, p, progress=b).as_dict()
+        finally:
+            b.close()
+
+    def random_soft() -> dict[str, Any]:
+        rnd = get_method("random").distill(real, ipc, seed=seed)
+        soft = relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real))
+        return run("random subset, same soft labels", soft, protocol)
+
+    hard_protocol = get_protocol("dsa")
+    rnd_soft = _cached(set_dir / f"track-{protocol_tag}-random-soft.json" if set_dir else None, random_soft)
+    hard_same = _cached(set_dir / "track-dsa-hard.json" if set_dir else None,
+                        lambda: run("same images, hard labels", syn, hard_protocol))
+    random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
+    if random_cell.is_file():
+        hard_random = json.loads(random_cell.read_text())["evaluation"]
+    else:
+        hard_random = _cached(set_dir / "track-dsa-random-hard.json" if set_dir else None,
+                              lambda: run("random subset, hard labels",
+                                          get_method("random").distill(real, ipc, seed=seed), hard_protocol))
+    ref = results_dir / f"reference-{real.name}-{reference_key(real, ReferenceRecipe())}.json"
+    full = json.loads(ref.read_text())["mean"] if ref.is_file() else None
+    return {"random_soft": rnd_soft, "hard_same_images": hard_same, "hard_random": hard_random,
+            "full_data_hard": full, "storage_bytes": syn.storage_bytes,
+            **label_robust_scores(soft_result["mean"], rnd_soft["mean"], hard_same["mean"],
+                                  hard_random["mean"] if hard_random else None, full)}

@@ -1,0 +1,88 @@
+"""Shared parts of the decoupled methods (SRe2L, RDED): the teacher they need and the relabel step.
+
+Relabelling turns images into a soft-labelled SyntheticSet: per-image teacher probabilities in
+`labels`, the class each image was made for in `classes`, and, with `soft_labels='views'`, the
+teacher's top-k logits on `view_epochs` augmented views per image (`datadistill.softlabels`). The
+same step relabels any set (`relabel_set`), which is how the soft-label track labels a random real
+subset for its comparison.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+
+from ..data import RealData
+from ..errors import ConfigError
+from ..softlabels import ViewRecipe, describe_views, relabel_views
+from ..synthetic import SyntheticSet
+from .base import Callback, MethodConfig, Progress
+
+
+@dataclass(frozen=True)
+class RelabelConfig(MethodConfig):
+    """The relabel step. `soft_labels`: 'views' (top-k teacher logits on `view_epochs` views per
+    image: crop of area in [`view_scale_min`, 1], flip, CutMix with probability `cutmix`) or
+    'image' (one teacher probability vector per image). `relabel_seed_offset` keeps the views'
+    random stream apart from the method's own."""
+
+    soft_labels: Literal["views", "image"] = "views"
+    view_epochs: int = 1000
+    view_scale_min: float = 0.5
+    cutmix: float = 1.0
+    top_k: int = 10
+
+    def relabel_recipe(self) -> RelabelConfig:
+        return RelabelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RelabelConfig)})
+
+    def view_recipe(self, flip: bool) -> ViewRecipe:
+        return ViewRecipe(epochs=self.view_epochs, scale=(self.view_scale_min, 1.0), flip=flip,
+                          cutmix=self.cutmix, top_k=self.top_k)
+
+    def validate(self) -> None:
+        if self.soft_labels not in ("views", "image"):
+            raise ConfigError(f"soft_labels must be 'views' or 'image', got {self.soft_labels!r}")
+        self.view_recipe(True).validate()
+
+
+def require_teacher(name: str, real: RealData, teacher: Any, callbacks: Sequence[Callback]):
+    """The teacher to use: the one given, else a default-recipe teacher trained now (not cached)."""
+    from ..teachers import Teacher, TeacherRecipe, train_teacher
+
+    if teacher is not None:
+        if not isinstance(teacher, Teacher):
+            raise ConfigError(f"{name}: teacher must be a datadistill.teachers.Teacher")
+        if teacher.info.get("dataset") not in (None, real.name):
+            raise ConfigError(f"{name}: the teacher was trained on {teacher.info['dataset']!r}, not {real.name!r}")
+        return teacher
+    recipe = TeacherRecipe()
+    for cb in callbacks:
+        cb(Progress(0, recipe.epochs, message="training a teacher (pass teacher= to reuse a cached one)"))
+    return train_teacher(real, recipe, progress=lambda e, t: [cb(Progress(e, t, message="teacher"))
+                                                              for cb in callbacks])
+
+
+def relabel_set(syn: SyntheticSet, teacher, cfg: RelabelConfig, *, seed: int, flip: bool,
+                callbacks: Sequence[Callback] = ()) -> SyntheticSet:
+    """A soft-labelled copy of `syn`: `classes` keeps its (hard) class per image, `labels` become the
+    teacher's probabilities, and with `cfg.soft_labels == 'views'` per-view top-k logits are added."""
+    cfg.validate()
+    x = syn.images.detach().float()
+    probs = torch.softmax(teacher.logits(x), 1)
+    views = None
+    meta: dict[str, Any] = {"soft_labels": {"kind": "image", "meaning": "teacher softmax at T=1"},
+                            "teacher": teacher.describe(), "relabel": dataclasses.asdict(cfg.relabel_recipe())}
+    if cfg.soft_labels == "views":
+        g = torch.Generator().manual_seed(10_000 + seed)
+        recipe = cfg.view_recipe(flip)
+
+        def progress(e: int, total: int) -> None:
+            for cb in callbacks:
+                cb(Progress(e, total, message="relabel"))
+
+        views = relabel_views(x, teacher.logits, syn.num_classes, recipe, g, flip, progress)
+        meta["soft_labels"] = describe_views(recipe, views)
+    return dataclasses.replace(syn, labels=probs, classes=syn.hard_labels.clone(), views=views,
+                               meta={**syn.meta, **meta})

@@ -1,0 +1,128 @@
+"""SRe2L (Yin, Xing & Shen, NeurIPS 2023): squeeze, recover, relabel.
+
+Squeeze: a teacher with BatchNorm trained on the full data (`datadistill.teachers`). Recover:
+synthetic images start from Gaussian noise and are optimised with Adam (lr 0.25, betas (0.5, 0.9),
+cosine schedule) so that the teacher classifies them as their class while the mean and variance of
+each BatchNorm layer's input over the batch match that layer's running statistics:
+    CE(teacher(jitter(x)), y) + r_bn * sum_l (||mu_l(x) - mu_l||_2 + ||var_l(x) - var_l||_2),
+the first BatchNorm layer's term weighted by `first_bn_multiplier`; jitter is a random shift of up to
+`jitter` pixels (rolled) and a horizontal flip (not for digits); pixels are clipped to [0, 1] after
+each step. Images are recovered in batches of `batch_size` holding every class. Relabel: soft
+labels from the teacher (`_decoupled`). Defaults are the reference's (1000 iterations, r_bn 0.01).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import RealData
+from ..errors import ConfigError
+from ..synthetic import SyntheticSet
+from ._decoupled import RelabelConfig, relabel_set, require_teacher
+from .base import Callback, Method, Progress, register
+
+
+class _BNStats:
+    """Forward hooks on every BatchNorm2d: the distance between the batch statistics of its input
+    and its running statistics."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        if not self.layers:
+            raise ConfigError("sre2l needs a teacher with BatchNorm layers (e.g. convnet norm=batch)")
+        self.losses: list[torch.Tensor] = []
+        self.handles = [m.register_forward_hook(self._hook) for m in self.layers]
+
+    def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        x = inputs[0].float()
+        mean = x.mean((0, 2, 3))
+        var = x.var((0, 2, 3), unbiased=False)
+        self.losses.append(torch.linalg.vector_norm(mean - module.running_mean, 2)
+                           + torch.linalg.vector_norm(var - module.running_var, 2))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@register
+class SRe2L(Method):
+    """Images recovered from a BatchNorm teacher's statistics, soft-labelled by it."""
+
+    name = "sre2l"
+    tags = frozenset({"soft_labels", "needs_teacher"})
+
+    @dataclass(frozen=True)
+    class Config(RelabelConfig):
+        iterations: int = 1000
+        lr: float = 0.25
+        r_bn: float = 0.01
+        first_bn_multiplier: float = 10.0
+        jitter: int = 4
+        batch_size: int = 100
+
+        def validate(self) -> None:
+            super().validate()
+            if self.iterations < 1 or self.batch_size < 1 or self.jitter < 0:
+                raise ConfigError("sre2l iterations and batch_size must be positive, jitter non-negative")
+            if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
+                raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
+
+    def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
+                 callbacks: tuple[Callback, ...], teacher: Any = None) -> SyntheticSet:
+        from ..evaluation.evaluate import digits_like
+
+        cfg = self.config
+        assert isinstance(cfg, SRe2L.Config)
+        teacher = require_teacher(self.name, real, teacher, callbacks)
+        k = real.num_classes
+        labels = torch.arange(k).repeat(ipc)  # ipc rounds of every class
+        per_batch = max(k, cfg.batch_size // k * k)
+        flip = not digits_like(real)
+        mean = torch.tensor(real.mean).view(1, -1, 1, 1)
+        std = torch.tensor(real.std).view(1, -1, 1, 1)
+        lo, hi = (0 - mean) / std, (1 - mean) / std
+        g = torch.Generator().manual_seed(seed)
+        x_all = torch.randn(len(labels), *real.image_shape, generator=g)
+        model = teacher.model
+        model.eval()
+        stats = _BNStats(model)
+        batches = list(range(0, len(labels), per_batch))
+        try:
+            for b, start in enumerate(batches):
+                y = labels[start:start + per_batch]
+                x = x_all[start:start + per_batch].clone().requires_grad_(True)
+                opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
+                for it in range(cfg.iterations):
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
+                    dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
+                    xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+                    if flip and bool(torch.rand(1, generator=g) < 0.5):
+                        xj = xj.flip(3)
+                    stats.losses.clear()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=teacher.recipe.precision == "bf16"):
+                        out = model(xj)
+                    bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
+                    loss = F.cross_entropy(out.float(), y) + cfg.r_bn * bn
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        x.copy_(torch.maximum(torch.minimum(x, hi), lo))
+                    if (it + 1) % 50 == 0 or it + 1 == cfg.iterations:
+                        self.report(callbacks, Progress(b * cfg.iterations + it + 1, len(batches) * cfg.iterations,
+                                                        loss=float(loss.detach()), message="recover"))
+                x_all[start:start + per_batch] = x.detach()
+        finally:
+            stats.remove()
+        order = torch.argsort(labels, stable=True)  # class by class, as every other method
+        syn = self.make_set(real, x_all[order], labels[order].long(), ipc, seed,
+                            meta={"iterations": cfg.iterations})
+        return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, callbacks=callbacks)

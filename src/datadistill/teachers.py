@@ -1,0 +1,201 @@
+"""Teachers: a network trained once on the full training split, cached on disk, and used by the
+decoupled methods (SRe2L, RDED) to score, synthesise and relabel images.
+
+A cached teacher is a directory `<cache>/teacher-<dataset>-<key>/` holding `weights.safetensors`
+(the state dict, BatchNorm running statistics included) and `teacher.json` (dataset, recipe, key,
+validation and test accuracy, training time). The key hashes the dataset, its split and the
+recipe (architecture, seed, epochs, optimiser, augmentation...), so a second call with the same
+inputs loads the file instead of training again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ._io import atomic_write_json, atomic_write_with
+from .augment import DSAConfig
+from .config import update_config
+from .data import RealData
+from .errors import ConfigError, FormatError
+
+WEIGHTS_FILE = "weights.safetensors"
+INFO_FILE = "teacher.json"
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How a teacher is trained on the full training split.
+
+    Defaults: ConvNet-3 with BatchNorm (SRe2L's squeeze model needs BatchNorm statistics), SGD with
+    Nesterov momentum, cosine schedule, label smoothing 0.1, random crop (zero-padded shifts of up to
+    1/8 of the side) and horizontal flip (dropped for digits), bf16 autocast, 20 epochs.
+    """
+
+    model: str = "convnet"
+    model_kwargs: tuple[tuple[str, Any], ...] = (("norm", "batch"),)
+    epochs: int = 20
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    label_smoothing: float = 0.1
+    augment: str = "crop_flip"  # DSA ops applied per image, or 'none'
+    seed: int = 0
+    precision: str = "bf16"
+    compile: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("teacher epochs and batch_size must be positive")
+        if self.lr <= 0:
+            raise ConfigError(f"teacher lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"teacher label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"teacher precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.augment != "none":
+            DSAConfig(strategy=self.augment).ops  # raises on unknown ops
+
+    def replace(self, **changes: Any) -> "TeacherRecipe":
+        kwargs = changes.pop("model_kwargs", None)
+        new = update_config(self, changes) if changes else self
+        if kwargs is not None:
+            if isinstance(kwargs, str):
+                import yaml
+
+                kwargs = yaml.safe_load(kwargs) or {}
+            if not isinstance(kwargs, dict):
+                raise ConfigError(f"teacher model_kwargs must be a mapping, got {kwargs!r}")
+            new = dataclasses.replace(new, model_kwargs=tuple(sorted((str(k), v) for k, v in kwargs.items())))
+        return new
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_kwargs"] = dict(self.model_kwargs)
+        return d
+
+
+@dataclass
+class Teacher:
+    """A trained network in eval mode. `info`: dataset, key, recipe, accuracies (%), training time."""
+
+    model: nn.Module
+    recipe: TeacherRecipe
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """(N, K) float32 logits of images `x` (normalised space), eval mode (running BN statistics)."""
+        self.model.eval()
+        outs = []
+        for start in range(0, len(x), batch_size):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
+                outs.append(self.model(x[start:start + batch_size]).float())
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    def describe(self) -> dict[str, Any]:
+        """What a distilled set records about the teacher that labelled it."""
+        keep = ("key", "dataset", "test_accuracy", "val_accuracy", "train_time_s")
+        return {**{k: self.info[k] for k in keep if k in self.info}, "recipe": self.recipe.as_dict()}
+
+
+def teacher_key(real: RealData, recipe: TeacherRecipe) -> str:
+    desc = {k: v for k, v in recipe.as_dict().items() if k != "compile"}  # compile: speed only
+    blob = json.dumps({"dataset": real.name, "n_train": len(real.train), "n_val": len(real.val),
+                       "split": real.info.get("split_seed"), "recipe": desc}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_teacher_model(real: RealData, recipe: TeacherRecipe) -> nn.Module:
+    from .models import get_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        return get_model(recipe.model, channels=real.channels, num_classes=real.num_classes,
+                         image_size=real.image_shape[1:], **dict(recipe.model_kwargs))
+
+
+def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
+                  progress: Callable[[int, int], None] | None = None) -> Teacher:
+    """Train a teacher on all of `real.train`; test it on the validation and test splits."""
+    from .evaluation.evaluate import digits_like
+    from .evaluation.train import accuracy, fit
+
+    model = build_teacher_model(real, recipe)
+    x, y = real.train.x, real.train.y
+    k = real.num_classes
+    eps = recipe.label_smoothing
+    target = F.one_hot(y, k).float() * (1 - eps) + eps / k if eps > 0 else y
+    dsa = None
+    if recipe.augment != "none":
+        dsa = DSAConfig(strategy=recipe.augment)
+        if digits_like(real) and "flip" in dsa.ops:
+            dsa = dsa.without("flip")
+    g = torch.Generator().manual_seed(recipe.seed)
+    on_epoch = (lambda e, _loss: progress(e + 1, recipe.epochs)) if progress is not None else None
+    t0 = time.perf_counter()
+    fit(model, x, target, epochs=recipe.epochs, lr=recipe.lr, generator=g, momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa, precision=recipe.precision,
+        compile=recipe.compile, schedule="cosine", nesterov=True, on_epoch=on_epoch)
+    train_s = time.perf_counter() - t0
+    info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
+                            "n_train": len(x)}
+    for split in ("val", "test"):
+        data = getattr(real, split)
+        if len(data):
+            acc, _ = accuracy(model, data.x, data.y, k, precision=recipe.precision)
+            info[f"{split}_accuracy"] = round(100 * acc, 3)
+    return Teacher(model, recipe, info)
+
+
+def get_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *, cache_dir: str | Path | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Teacher:
+    """The teacher of `recipe` for `real`: loaded from `cache_dir` when trained before (same dataset,
+    split and recipe), else trained and, with a `cache_dir`, saved there (atomically)."""
+    key = teacher_key(real, recipe)
+    d = Path(cache_dir) / f"teacher-{real.name}-{key}" if cache_dir is not None else None
+    if d is not None and (d / WEIGHTS_FILE).is_file() and (d / INFO_FILE).is_file():
+        return load_teacher(d, real)
+    teacher = train_teacher(real, recipe, progress=progress)
+    if d is not None:
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in teacher.model.state_dict().items()}
+        atomic_write_with(d / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        teacher.info["path"] = str(d)
+        atomic_write_json(d / INFO_FILE, {**teacher.info, "recipe": recipe.as_dict()})
+    return teacher
+
+
+def load_teacher(directory: str | Path, real: RealData) -> Teacher:
+    """Load a cached teacher directory (weights + teacher.json) for `real`."""
+    d = Path(directory)
+    try:
+        info = json.loads((d / INFO_FILE).read_text())
+        kwargs = info["recipe"].pop("model_kwargs", {})
+        recipe = TeacherRecipe(**info.pop("recipe"), model_kwargs=tuple(sorted(kwargs.items())))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise FormatError(f"{d / INFO_FILE}: not a teacher description ({e})") from None
+    if info.get("dataset") != real.name:
+        raise ConfigError(f"teacher {d} was trained on {info.get('dataset')!r}, not {real.name!r}")
+    model = build_teacher_model(real, recipe)
+    try:
+        model.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
+    except Exception as e:  # safetensors / shape errors
+        raise FormatError(f"{d / WEIGHTS_FILE}: cannot load ({e})") from None
+    info["path"] = str(d)
+    return Teacher(model, recipe, info)

@@ -1,0 +1,284 @@
+"""Teachers, soft labels as data, SRe2L / RDED and the soft-label track, on tiny data."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from datadistill.errors import ConfigError, FormatError
+from datadistill.evaluation import evaluate, get_protocol
+from datadistill.methods import get_method
+from datadistill.softlabels import ViewRecipe, relabel_views, render_views, view_targets
+from datadistill.synthetic import SyntheticSet
+from datadistill.teachers import TeacherRecipe, get_teacher, load_teacher, teacher_key
+
+TINY_TEACHER = TeacherRecipe(epochs=8, lr=0.05, batch_size=32, compile=False,
+                             model_kwargs=(("norm", "batch"), ("width", 8)))
+SMOKE = dict(num_models=1, epochs=5)
+
+
+@pytest.fixture(scope="module")
+def real():
+    from conftest import make_tiny_real
+
+    return make_tiny_real()
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("teachers")
+
+
+@pytest.fixture(scope="module")
+def teacher(real, teacher_dir):
+    return get_teacher(real, TINY_TEACHER, cache_dir=teacher_dir)
+
+
+def test_teacher_learns_and_reports_accuracy(teacher):
+    assert teacher.info["test_accuracy"] >= 75  # four bright-square classes
+    assert teacher.info["train_time_s"] >= 0 and len(teacher.info["key"]) == 16
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+
+
+def test_teacher_cache_second_call_does_not_retrain(real, teacher, teacher_dir, monkeypatch):
+    import datadistill.teachers as teachers
+
+    def fail(*a, **k):
+        raise AssertionError("retrained a cached teacher")
+
+    monkeypatch.setattr(teachers, "train_teacher", fail)
+    again = get_teacher(real, TINY_TEACHER, cache_dir=teacher_dir)
+    x = real.test.x
+    assert torch.equal(again.logits(x), teacher.logits(x))
+    assert again.info["test_accuracy"] == teacher.info["test_accuracy"]
+    # another recipe (another seed) is another key, so it would train
+    other = TINY_TEACHER.replace(seed=1)
+    assert teacher_key(real, other) != teacher_key(real, TINY_TEACHER)
+    with pytest.raises(AssertionError, match="retrained"):
+        get_teacher(real, other, cache_dir=teacher_dir)
+
+
+def test_teacher_from_another_dataset_is_refused(real, teacher):
+    from conftest import make_tiny_real
+
+    with pytest.raises(ConfigError, match="trained on"):
+        load_teacher(teacher.info["path"], make_tiny_real(name="other"))
+
+
+def test_teacher_recipe_rejects_bad_values():
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TeacherRecipe(label_smoothing=1.5)
+    with pytest.raises(ConfigError, match="unknown DSA op"):
+        TeacherRecipe(augment="crop_twirl")
+    with pytest.raises(ConfigError, match="lr"):
+        TeacherRecipe().replace(lr="-1")
+
+
+# ---- soft labels as data ----------------------------------------------------------------------
+
+def _views(real, teacher, epochs=3, top_k=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return relabel_views(real.train.x[:12], teacher.logits, real.num_classes, ViewRecipe(epochs=epochs, top_k=top_k),
+                         g, flip=True)
+
+
+def test_views_are_deterministic_and_shaped(real, teacher):
+    a, b = _views(real, teacher), _views(real, teacher)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a["view_boxes"].shape == (3, 12, 4) and a["view_boxes"].dtype == torch.float16
+    assert a["view_logits"].shape == (3, 12, 4) and "view_classes" not in a  # k >= K: all classes, in order
+    c = _views(real, teacher, seed=1)
+    assert not torch.equal(a["view_boxes"], c["view_boxes"])
+
+
+def test_views_top_k_keeps_classes_and_targets_sum_to_one(real, teacher):
+    v = _views(real, teacher, top_k=2)
+    assert v["view_logits"].shape == (3, 12, 2) and v["view_classes"].shape == (3, 12, 2)
+    t = view_targets(v, 4, torch.arange(12), real.num_classes, temperature=2.0)  # epoch 4 -> views 1
+    assert torch.allclose(t.sum(1), torch.ones(12))
+    assert ((t > 0).sum(1) <= 2).all()
+    stored = v["view_classes"][1].long()
+    assert torch.equal(t.argmax(1), stored.gather(1, v["view_logits"][1].float().argmax(1, keepdim=True)).squeeze(1))
+
+
+def test_stored_logits_are_the_teachers_on_the_rendered_views(real, teacher):
+    x = real.train.x[:12]
+    v = _views(real, teacher)
+    views = render_views(x, v, 2)
+    assert torch.allclose(teacher.logits(views).half().float(), v["view_logits"][2].float(), atol=0.05)
+
+
+def _soft_set(real, teacher, views=True) -> SyntheticSet:
+    rded = get_method("rded", candidates=12, view_epochs=3, soft_labels="views" if views else "image")
+    return rded.distill(real, 2, seed=0, teacher=teacher)
+
+
+def test_soft_labels_round_trip_through_the_format(real, teacher, tmp_path):
+    syn = _soft_set(real, teacher)
+    syn.save(tmp_path / "s")
+    back = SyntheticSet.load(tmp_path / "s")
+    assert back.soft_labels and torch.equal(back.labels, syn.labels) and torch.equal(back.classes, syn.classes)
+    assert back.views.keys() == syn.views.keys()
+    assert all(torch.equal(back.views[k], syn.views[k]) for k in syn.views)
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["labels"] == "soft" and manifest["has_views"]
+    assert manifest["soft_labels"]["kind"] == "views" and manifest["soft_labels"]["epochs"] == 3
+    assert manifest["teacher"]["key"] == teacher.info["key"]
+    # readable without our code: plain safetensors
+    from safetensors.torch import load_file
+
+    raw = load_file(str(tmp_path / "s" / "synthetic.safetensors"))
+    assert {"images", "labels", "classes", "view_logits", "view_boxes"} <= raw.keys()
+
+
+def test_storage_accounts_for_soft_labels_and_views(real, teacher):
+    syn = _soft_set(real, teacher)
+    sb = syn.storage_bytes
+    n, k = len(syn.images), real.num_classes
+    assert sb["images"] == syn.images.numel() * 4
+    assert sb["labels"] == n * k * 4 and sb["classes"] == n * 8
+    assert sb["view_logits"] == 3 * n * k * 2 and sb["view_boxes"] == 3 * n * 4 * 2
+    assert sb["total"] == sum(v for key, v in sb.items() if key != "total")
+    image_only = _soft_set(real, teacher, views=False)
+    assert image_only.views is None and image_only.storage_bytes["total"] < sb["total"]
+
+
+def test_malformed_views_are_rejected(real, teacher):
+    syn = _soft_set(real, teacher)
+    bad = dict(syn.views)
+    bad["view_partners"] = bad["view_partners"] + 100
+    with pytest.raises(FormatError, match="partners"):
+        SyntheticSet(**{**syn.__dict__, "views": bad})
+    missing = {k: v for k, v in syn.views.items() if k != "view_flips"}
+    with pytest.raises(FormatError, match="incomplete"):
+        SyntheticSet(**{**syn.__dict__, "views": missing})
+
+
+def test_soft_label_evaluation_differs_from_hard_where_it_must(real):
+    """Hard labels say class c; soft labels put all mass on class c + 1. Training on the soft
+    labels must then predict the wrong class, on the hard labels the right one."""
+    idx = torch.cat([i[:6] for i in real.class_index])
+    y = real.train.y[idx]
+    k = real.num_classes
+    syn = SyntheticSet(images=real.train.x[idx], labels=torch.nn.functional.one_hot((y + 1) % k, k).float(),
+                       classes=y.clone(), dataset=real.name, class_names=real.class_names, mean=real.mean,
+                       std=real.std, ipc=6, method="test")
+    p = dict(num_models=1, epochs=30, augment="none", compile=False, lr=0.05)
+    hard = evaluate(syn, real, "smoke", **p)
+    soft = evaluate(syn, real, "smoke", label_mode="soft", **p)
+    assert hard.mean >= 75 and soft.mean <= 25 and hard.labels == "hard" and soft.labels == "soft"
+
+
+def test_view_sets_need_augment_none_and_teacher_mode_needs_a_teacher(real, teacher):
+    syn = _soft_set(real, teacher)
+    with pytest.raises(ConfigError, match="augment=none"):
+        evaluate(syn, real, "smoke", label_mode="soft", augment="dsa")
+    with pytest.raises(ConfigError, match="live teacher"):
+        evaluate(syn, real, "smoke", label_mode="teacher")
+    live = evaluate(syn, real, "smoke", label_mode="teacher", augment="none", teacher=teacher, compile=False)
+    stored = evaluate(syn, real, "smoke", label_mode="soft", augment="none", compile=False)
+    # with all classes stored, the live teacher and the stored outputs train the same model
+    assert live.per_model == pytest.approx(stored.per_model, abs=1e-6)
+
+
+def test_soft_protocol_preset_is_valid():
+    p = get_protocol("soft")
+    assert p.label_mode == "soft" and p.augment == "none" and p.epochs == 1000
+    with pytest.raises(ConfigError, match="optimizer"):
+        get_protocol("soft", optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="temperature"):
+        get_protocol("soft", temperature=0)
+
+
+# ---- the methods --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,opts", [("rded", dict(candidates=12)), ("sre2l", dict(iterations=6, batch_size=8))])
+def test_decoupled_methods_shapes_classes_and_determinism(real, teacher, name, opts):
+    m = get_method(name, view_epochs=2, **opts)
+    a = m.distill(real, 2, seed=0, teacher=teacher)
+    b = m.distill(real, 2, seed=0, teacher=teacher)
+    assert a.images.shape == (8, *real.image_shape) and a.labels.shape == (8, real.num_classes)
+    assert a.classes.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert torch.equal(a.images, b.images) and torch.equal(a.views["view_logits"], b.views["view_logits"])
+    assert torch.allclose(a.labels.sum(1), torch.ones(8))
+    assert a.meta["teacher"]["key"] == teacher.info["key"]
+
+
+def test_rded_selects_confident_crops_and_stitches(real, teacher):
+    syn = get_method("rded", candidates=12, factor=2, soft_labels="image").distill(real, 2, seed=0, teacher=teacher)
+    # the selected crops are ones the teacher finds class-like: the soft labels agree with the classes
+    assert (syn.labels.argmax(1) == syn.classes).float().mean() >= 0.75
+    from datadistill.methods.rded import stitch
+
+    patches = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    img = stitch(patches, 2, (4, 4))
+    assert img.shape == (1, 1, 4, 4) and img[0, 0, 0, 0] == 0 and img[0, 0, 0, 3] == 1 and img[0, 0, 3, 3] == 3
+
+
+def test_sre2l_recovery_lowers_its_loss(real, teacher):
+    seen = []
+    get_method("sre2l", iterations=100, batch_size=8, soft_labels="image").distill(
+        real, 2, seed=0, teacher=teacher, callbacks=[lambda p: p.loss is not None and seen.append(p.loss)])
+    assert len(seen) == 2 and seen[-1] < seen[0]
+
+
+def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
+    plain = get_teacher(real, TINY_TEACHER.replace(model_kwargs={"norm": "instance", "width": 8}, epochs=1),
+                        cache_dir=teacher_dir)
+    with pytest.raises(ConfigError, match="BatchNorm"):
+        get_method("sre2l", iterations=2).distill(real, 1, seed=0, teacher=plain)
+
+
+@pytest.mark.parametrize("name,field,value", [("rded", "factor", 0), ("rded", "view_scale_min", 0),
+                                              ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"),
+                                              ("rded", "top_k", 0)])
+def test_decoupled_configs_reject_invalid_values(name, field, value):
+    with pytest.raises(ConfigError):
+        get_method(name, **{field: value})
+
+
+# ---- the fair track -----------------------------------------------------------------------------
+
+def test_label_robust_scores():
+    from datadistill.bench.softtrack import ddrs, label_robust_scores
+
+    s = label_robust_scores(soft_set=90, soft_random=80, hard_set=70, hard_random=65, hard_full=93)
+    assert s["ior"] == pytest.approx(0.10) and s["hlr"] == pytest.approx(0.23)
+    assert s["gain_survival"] == pytest.approx(0.5)
+    assert s["ddrs"] == pytest.approx((math.exp(0.05 - 0.115) - math.exp(-1)) / (math.e - math.exp(-1)), abs=1e-5)
+    assert ddrs(1.0, 0.0, w=1.0) == pytest.approx(1.0) and ddrs(0.0, 1.0, w=0.0) == pytest.approx(0.0)
+    assert label_robust_scores(80, 85, 70, 65, None)["gain_survival"] is None  # no gain to survive
+
+
+def test_bench_soft_track_row(tmp_path, monkeypatch):
+    """A soft-label cell carries (a) random subset with the same soft labels, (b) the same images with
+    hard labels, (c) bytes, and the scores; its sub-evaluations are cached in the set's directory."""
+    from conftest import write_tiny_npz
+
+    from datadistill.bench.runner import BenchGrid, run_grid
+    from datadistill.bench.tables import write_benchmarks_md
+    from datadistill.evaluation import protocol as proto
+
+    monkeypatch.setitem(proto.PRESETS, "dsa", proto.Protocol(epochs=3, num_models=1, compile=False))
+    monkeypatch.setitem(proto.PRESETS, "soft", proto.Protocol(epochs=3, num_models=1, compile=False,
+                                                               augment="none", label_mode="soft"))
+    write_tiny_npz(tmp_path / "d.npz")
+    grid = BenchGrid(dataset="tensors", methods=("rded",), ipcs=(2,), protocol="soft",
+                     data_dir=str(tmp_path / "d.npz"), method_overrides=("rded.candidates=10", "rded.view_epochs=3"),
+                     teacher_cache=str(tmp_path / "teachers"),
+                     teacher_overrides=("epochs=2", "compile=false", "batch_size=32"))
+    [path] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    row = json.loads(path.read_text())
+    t = row["soft_track"]
+    assert row["labels"] == "soft" and row["teacher"]["key"]
+    assert {"random_soft", "hard_same_images", "hard_random", "storage_bytes", "ior", "gain_survival"} <= t.keys()
+    assert t["hard_same_images"]["labels"] == "hard" and t["random_soft"]["labels"] == "soft"
+    assert t["storage_bytes"]["total"] > t["storage_bytes"]["images"]
+    assert t["ior"] == pytest.approx((row["evaluation"]["mean"] - t["random_soft"]["mean"]) / 100, abs=1e-4)
+    cached = sorted(p.name for p in (tmp_path / "sets").glob("*/track-*.json"))
+    assert len(cached) == 3 and cached[:2] == ["track-dsa-hard.json", "track-dsa-random-hard.json"]
+    assert cached[2].startswith("track-soft") and cached[2].endswith("-random-soft.json")
+    md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
+    assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md
