@@ -282,3 +282,17 @@ def test_bench_soft_track_row(tmp_path, monkeypatch):
     assert cached[2].startswith("track-soft") and cached[2].endswith("-random-soft.json")
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md
+
+
+def test_tune_allocator_applies_on_linux_glibc():
+    import sys
+
+    from datadistill import tune_allocator
+
+    applied = tune_allocator()
+    assert applied is (sys.platform.startswith("linux") and applied)  # a bool, never an exception
+    if sys.platform.startswith("linux"):
+        import platform
+
+        if platform.libc_ver()[0] == "glibc":
+            assert applied and tune_allocator()  # idempotent

@@ -19,12 +19,15 @@ from .evaluation import EvalResult, Protocol, evaluate
 from .methods import get_method, list_methods
 from .models import get_model, list_models
 from .synthetic import SyntheticSet
+from ._runtime import tune_allocator
 
 
 def distill(real: RealData, method: str, ipc: int, *, seed: int = 0, run_dir: str | Path | None = None,
-            callbacks=(), **config: Any) -> SyntheticSet:
-    """Distil `real` with registered `method` to `ipc` images per class; `config` overrides defaults."""
-    return get_method(method, **config).distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks)
+            callbacks=(), teacher: Any = None, **config: Any) -> SyntheticSet:
+    """Distil `real` with registered `method` to `ipc` images per class; `config` overrides defaults.
+    Methods that need a teacher use `teacher` (`datadistill.teachers.get_teacher`)."""
+    return get_method(method, **config).distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks,
+                                                teacher=teacher)
 
 
 def load(directory: str | Path) -> SyntheticSet:
@@ -35,5 +38,5 @@ def load(directory: str | Path) -> SyntheticSet:
 __all__ = [
     "DatadistillError", "EvalResult", "Protocol", "RealData", "SyntheticSet", "__version__", "distill",
     "evaluate", "get_method", "get_model", "list_datasets", "list_methods", "list_models", "load",
-    "load_dataset",
+    "load_dataset", "tune_allocator",
 ]

@@ -411,8 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ._runtime import tune_allocator
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()  # no mmap per large tensor: about 1.8x faster training (see _runtime.py)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
