@@ -290,7 +290,7 @@ def test_tune_allocator_applies_on_linux_glibc():
     from datadistill import tune_allocator
 
     applied = tune_allocator()
-    assert applied is (sys.platform.startswith("linux") and applied)  # a bool, never an exception
+    assert isinstance(applied, bool)  # never an exception, on any platform
     if sys.platform.startswith("linux"):
         import platform
 
