@@ -296,3 +296,30 @@ def test_tune_allocator_applies_on_linux_glibc():
 
         if platform.libc_ver()[0] == "glibc":
             assert applied and tune_allocator()  # idempotent
+
+
+def test_cli_teacher_distill_and_both_soft_modes(tmp_path, capsys):
+    from conftest import write_tiny_npz
+
+    from datadistill.cli import main
+
+    write_tiny_npz(tmp_path / "d.npz")
+    data = ["--dataset", "tensors", "--data-dir", str(tmp_path / "d.npz")]
+    teach = ["--teacher-cache", str(tmp_path / "t"), "--teacher-set", "epochs=3", "--teacher-set", "compile=false",
+             "--teacher-set", "model_kwargs={norm: batch, width: 8}"]
+    assert main(["--quiet", "teacher", *data, *teach]) == 0
+    first = capsys.readouterr().out
+    assert "test" in first and "validation" in first
+    assert main(["--quiet", "teacher", *data, *teach]) == 0  # cached: same key, same path
+    assert capsys.readouterr().out.split("->")[1] == first.split("->")[1]
+    out = tmp_path / "r"
+    assert main(["--quiet", "distill", *data, "--method", "rded", "--ipc", "2", "--out", str(out),
+                 "--set", "candidates=10", "--set", "view_epochs=2", *teach]) == 0
+    quick = ["--eval-set", "epochs=2", "--eval-set", "num_models=1", "--eval-set", "compile=false"]
+    assert main(["--quiet", "evaluate", str(out), "--protocol", "soft", *quick]) == 0
+    # live-teacher mode finds the set's teacher (recipe in its manifest) in the cache
+    assert main(["--quiet", "evaluate", str(out), "--protocol", "soft", *quick, "--eval-set", "label_mode=teacher",
+                 "--teacher-cache", str(tmp_path / "t")]) == 0
+    # a view set under an augmenting protocol: a one-line error, exit 2
+    assert main(["--quiet", "evaluate", str(out), "--protocol", "dsa", *quick, "--eval-set", "label_mode=soft"]) == 2
+    assert "augment=none" in capsys.readouterr().err
