@@ -38,12 +38,13 @@ class TeacherRecipe:
 
     Defaults: ConvNet-3 with BatchNorm (SRe2L's squeeze model needs BatchNorm statistics), SGD with
     Nesterov momentum, cosine schedule, label smoothing 0.1, random crop (zero-padded shifts of up to
-    1/8 of the side) and horizontal flip (dropped for digits), bf16 autocast, 20 epochs.
+    1/8 of the side) and horizontal flip (dropped for digits), bf16 autocast, 30 epochs (chosen on
+    the validation split: 94.0% against 93.3% for 20 epochs; Fashion-MNIST, 2 cores: 818 s).
     """
 
     model: str = "convnet"
     model_kwargs: tuple[tuple[str, Any], ...] = (("norm", "batch"),)
-    epochs: int = 20
+    epochs: int = 30
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
