@@ -217,6 +217,25 @@ def test_rded_selects_confident_crops_and_stitches(real, teacher):
     assert img.shape == (1, 1, 4, 4) and img[0, 0, 0, 0] == 0 and img[0, 0, 0, 3] == 1 and img[0, 0, 3, 3] == 3
 
 
+def test_rded_cluster_selection_spreads_picks(real, teacher):
+    """Cluster selection takes one crop per k-means cluster: its picks are farther apart in the
+    teacher's feature space than the reference's lowest-loss picks, and still class-like."""
+    from datadistill.methods.rded import _features
+
+    def spread(selection):
+        syn = get_method("rded", candidates=24, factor=1, selection=selection, soft_labels="image").distill(
+            real, 4, seed=0, teacher=teacher)
+        f = _features(teacher, syn.images)
+        d = torch.cdist(f, f)
+        per_class = [d[c * 4:(c + 1) * 4, c * 4:(c + 1) * 4].sum() / 12 for c in range(real.num_classes)]
+        return float(torch.stack(per_class).mean()), syn
+
+    top, _ = spread("top")
+    clustered, syn = spread("cluster")
+    assert clustered > top
+    assert syn.meta["selection"] == "cluster" and syn.images.shape[0] == 16
+
+
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
     seen = []
     get_method("sre2l", iterations=100, batch_size=8, soft_labels="image").distill(
@@ -232,6 +251,7 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
 
 
 @pytest.mark.parametrize("name,field,value", [("rded", "factor", 0), ("rded", "view_scale_min", 0),
+                                              ("rded", "selection", "best"),
                                               ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"),
                                               ("rded", "top_k", 0)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):

@@ -5,13 +5,18 @@ Per class: draw `candidates` real training images; from each take `num_crops` ra
 teacher's cross-entropy for the class (the crop zero-padded to the full size, as the reference
 does) and keep each image's best crop; select the ipc x factor^2 lowest-loss crops and stitch them,
 factor x factor per image, into ipc images. Then relabel with the teacher (`_decoupled`).
-Defaults follow the reference code (mipc 300, 5 crops, factor 2, RandomResizedCrop scale (0.08, 1)).
+Defaults follow the reference code (mipc 300, 5 crops, RandomResizedCrop scale (0.08, 1)).
+
+`selection='top'` is the reference's: the lowest-loss crops of the class. `selection='cluster'`
+keeps RDED's realism score but spreads the picks: the candidates' best crops are clustered
+(k-means on the teacher's penultimate features, one cluster per selected crop) and each cluster
+contributes its lowest-loss crop.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +70,12 @@ def stitch(patches: torch.Tensor, factor: int, hw: tuple[int, int]) -> torch.Ten
     return out
 
 
+def _features(teacher, x: torch.Tensor) -> torch.Tensor:
+    model = teacher.model
+    with torch.no_grad():
+        return torch.cat([model.embed(x[i:i + 1000]).float() for i in range(0, len(x), 1000)])
+
+
 @register
 class RDED(Method):
     """Teacher-scored realistic crops of real images, stitched factor x factor, soft-labelled."""
@@ -78,11 +89,15 @@ class RDED(Method):
         num_crops: int = 5
         factor: int = 2
         crop_scale_min: float = 0.08
+        selection: Literal["top", "cluster"] = "top"
+        kmeans_iterations: int = 50
 
         def validate(self) -> None:
             super().validate()
             if self.candidates < 1 or self.num_crops < 1 or self.factor < 1:
                 raise ConfigError("rded candidates, num_crops and factor must be positive")
+            if self.selection not in ("top", "cluster"):
+                raise ConfigError(f"rded selection must be 'top' or 'cluster', got {self.selection!r}")
             if not 0 < self.crop_scale_min <= 1:
                 raise ConfigError(f"rded crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
 
@@ -113,9 +128,36 @@ class RDED(Method):
             best = loss.argmin(0)
             best_loss = loss[best, torch.arange(m)]
             best_crops = crops[best, torch.arange(m)]
-            chosen = best_crops[best_loss.argsort()[:need]]
+            if cfg.selection == "top":
+                chosen = best_crops[best_loss.argsort()[:need]]
+            else:
+                chosen = best_crops[self._cluster_picks(teacher, padded.view(cfg.num_crops, m, *padded.shape[1:])[
+                    best, torch.arange(m)], best_loss, need, cfg.kmeans_iterations, g)]
             images.append(stitch(chosen, cfg.factor, (h, w)) if cfg.factor > 1 else chosen)
             classes.append(torch.full((ipc,), c, dtype=torch.int64))
             self.report(callbacks, Progress(c + 1, real.num_classes, message="select crops"))
         syn = self.make_set(real, torch.cat(images), torch.cat(classes), ipc, seed)
+        syn.meta["selection"] = cfg.selection
         return relabel_set(syn, teacher, cfg, seed=seed, flip=not digits_like(real), callbacks=callbacks)
+
+    @staticmethod
+    def _cluster_picks(teacher, padded: torch.Tensor, loss: torch.Tensor, need: int, iterations: int,
+                       g: torch.Generator) -> torch.Tensor:
+        """Indices of `need` crops: the lowest-loss member of each of `need` k-means clusters of the
+        teacher's features (an emptied cluster gives way to the next lowest-loss crop not taken)."""
+        from .coreset.kmeans import lloyd
+
+        _, assign = lloyd(_features(teacher, padded), need, g, iterations)
+        picks: list[int] = []
+        for j in range(need):
+            members = torch.nonzero(assign == j).flatten()
+            if len(members):
+                picks.append(int(members[loss[members].argmin()]))
+        taken = set(picks)
+        for i in loss.argsort().tolist():
+            if len(picks) >= need:
+                break
+            if i not in taken:
+                picks.append(i)
+                taken.add(i)
+        return torch.tensor(picks[:need], dtype=torch.long)
