@@ -95,8 +95,11 @@ PRESETS: dict[str, Protocol] = {
     # DSA / DM papers: 1000 epochs with DSA augmentation.
     "dsa": Protocol(epochs=1000, augment="dsa"),
     # Soft-label track (SRe2L / RDED style): the set's stored teacher outputs on its stored views
-    # (crop, flip, CutMix), KL at temperature 4, 1000 epochs as the hard-label track, the same ConvNet-3.
-    "soft": Protocol(epochs=1000, augment="none", label_mode="soft", temperature=4.0),
+    # (crop, flip, CutMix), KL at temperature 4; AdamW lr 1e-3, weight decay 0.01, cosine schedule
+    # (RDED's evaluation optimiser); 1000 epochs and ConvNet-3 as the hard-label track. Chosen on the
+    # validation split (random IPC 10 relabelled: AdamW 86.7 against SGD 0.01 step 83.8).
+    "soft": Protocol(epochs=1000, augment="none", label_mode="soft", temperature=4.0, optimizer="adamw",
+                     lr=0.001, weight_decay=0.01, schedule="cosine"),
     # For tests and smoke runs only: never reported as a result.
     "smoke": Protocol(epochs=5, augment="dsa", num_models=1, compile=False),
 }

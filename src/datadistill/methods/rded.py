@@ -5,7 +5,10 @@ Per class: draw `candidates` real training images; from each take `num_crops` ra
 teacher's cross-entropy for the class (the crop zero-padded to the full size, as the reference
 does) and keep each image's best crop; select the ipc x factor^2 lowest-loss crops and stitch them,
 factor x factor per image, into ipc images. Then relabel with the teacher (`_decoupled`).
-Defaults follow the reference code (mipc 300, 5 crops, RandomResizedCrop scale (0.08, 1)).
+Defaults follow the reference code (mipc 300, 5 crops, RandomResizedCrop scale (0.08, 1)) and its
+ConvNet scripts (CIFAR-10/100, Tiny-ImageNet: factor 1; its ImageNet ResNet scripts use 2). On
+Fashion-MNIST IPC 10 (validation split) factor 2 scored 67.4 against 82.3 for factor 1: stitched
+14 x 14 crops are out of the teacher's distribution (it agreed with 61% of their classes).
 
 `selection='top'` is the reference's: the lowest-loss crops of the class. `selection='cluster'`
 keeps RDED's realism score but spreads the picks: the candidates' best crops are clustered
@@ -87,7 +90,7 @@ class RDED(Method):
     class Config(RelabelConfig):
         candidates: int = 300
         num_crops: int = 5
-        factor: int = 2
+        factor: int = 1
         crop_scale_min: float = 0.08
         selection: Literal["top", "cluster"] = "top"
         kmeans_iterations: int = 50
