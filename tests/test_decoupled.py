@@ -243,6 +243,14 @@ def test_sre2l_recovery_lowers_its_loss(real, teacher):
     assert len(seen) == 2 and seen[-1] < seen[0]
 
 
+def test_sre2l_real_init_starts_from_images_of_each_class(real, teacher):
+    syn = get_method("sre2l", init="real", iterations=1, lr=1e-6, soft_labels="image").distill(
+        real, 3, seed=0, teacher=teacher)
+    for img, c in zip(syn.images, syn.classes):
+        own = real.train.x[real.class_index[int(c)]].clamp(-1, 1)  # pixels [0, 1]: recovery clips to them
+        assert (own - img).abs().flatten(1).amax(1).min() < 1e-3  # one of its class's training images
+
+
 def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
     plain = get_teacher(real, TINY_TEACHER.replace(model_kwargs={"norm": "instance", "width": 8}, epochs=1),
                         cache_dir=teacher_dir)
@@ -252,7 +260,7 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
 
 @pytest.mark.parametrize("name,field,value", [("rded", "factor", 0), ("rded", "view_scale_min", 0),
                                               ("rded", "selection", "best"),
-                                              ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"),
+                                              ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
                                               ("rded", "top_k", 0)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):
     with pytest.raises(ConfigError):
