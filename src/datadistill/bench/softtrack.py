@@ -15,6 +15,8 @@ Each evaluation is cached as JSON in the set's directory, so a killed cell resum
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -62,7 +64,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     from ..evaluation.evaluate import digits_like
     from ..methods import get_method
     from ..methods._decoupled import RelabelConfig, relabel_set
-    from .runner import cell_name
+    from .runner import cell_name, set_dir_name
 
     cfg = method.config
     if not isinstance(cfg, RelabelConfig):
@@ -81,7 +83,13 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
         return run("random subset, same soft labels", soft, protocol)
 
     hard_protocol = get_protocol("dsa")
-    rnd_soft = _cached(set_dir / f"track-{protocol_tag}-random-soft.json" if set_dir else None, random_soft)
+    # kept beside the random set, keyed by teacher and relabel recipe: every method relabelling the
+    # same way shares it
+    relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe())},
+                         sort_keys=True)
+    tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
+    random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
+    rnd_soft = _cached(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
     hard_same = _cached(set_dir / "track-dsa-hard.json" if set_dir else None,
                         lambda: run("same images, hard labels", syn, hard_protocol))
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
