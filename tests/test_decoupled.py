@@ -243,8 +243,9 @@ def test_sre2l_recovery_lowers_its_loss(real, teacher):
     assert len(seen) == 2 and seen[-1] < seen[0]
 
 
-def test_sre2l_real_init_starts_from_images_of_each_class(real, teacher):
-    syn = get_method("sre2l", init="real", iterations=1, lr=1e-6, soft_labels="image").distill(
+@pytest.mark.parametrize("init", ["real", "rded"])
+def test_sre2l_real_init_starts_from_images_of_each_class(real, teacher, init):
+    syn = get_method("sre2l", init=init, iterations=1, lr=1e-6, soft_labels="image").distill(
         real, 3, seed=0, teacher=teacher)
     for img, c in zip(syn.images, syn.classes):
         own = real.train.x[real.class_index[int(c)]].clamp(-1, 1)  # pixels [0, 1]: recovery clips to them

@@ -30,7 +30,7 @@ class RelabelConfig(MethodConfig):
 
     soft_labels: Literal["views", "image"] = "views"
     view_epochs: int = 1000
-    view_scale_min: float = 0.5
+    view_scale_min: float = 1.0  # no crop: flip + CutMix (RDED's factor-1 evaluation; validation: 87.6 vs 86.7 at 0.5)
     cutmix: float = 1.0
     top_k: int = 10
 

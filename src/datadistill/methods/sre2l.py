@@ -9,8 +9,9 @@ the first BatchNorm layer's term weighted by `first_bn_multiplier`; jitter is a 
 `jitter` pixels (rolled) and a horizontal flip (not for digits); pixels are clipped to [0, 1] after
 each step. Images are recovered in batches of `batch_size` holding every class. Relabel: soft
 labels from the teacher (`_decoupled`). Defaults are the reference's (1000 iterations, r_bn 0.01).
-`init='real'` starts from random real images of each class instead of noise (as later
-squeeze-recover-relabel work does, e.g. EDC, Shao et al. 2024); the default is the paper's noise.
+`init='real'` starts from random real images of each class instead of noise, `init='rded'` from
+the images `rded` selects with its defaults (later squeeze-recover-relabel work starts from real
+images, e.g. EDC, Shao et al. 2024, from RDED's selection); the default is the paper's noise.
 """
 from __future__ import annotations
 
@@ -68,14 +69,14 @@ class SRe2L(Method):
         first_bn_multiplier: float = 10.0
         jitter: int = 4
         batch_size: int = 100
-        init: Literal["noise", "real"] = "noise"
+        init: Literal["noise", "real", "rded"] = "noise"
 
         def validate(self) -> None:
             super().validate()
             if self.iterations < 1 or self.batch_size < 1 or self.jitter < 0:
                 raise ConfigError("sre2l iterations and batch_size must be positive, jitter non-negative")
-            if self.init not in ("noise", "real"):
-                raise ConfigError(f"sre2l init must be 'noise' or 'real', got {self.init!r}")
+            if self.init not in ("noise", "real", "rded"):
+                raise ConfigError(f"sre2l init must be 'noise', 'real' or 'rded', got {self.init!r}")
             if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
                 raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
 
@@ -99,6 +100,11 @@ class SRe2L(Method):
 
             picks = torch.stack(random_indices(real, ipc, g), 1).flatten()  # (ipc * k,): round r holds class c at r*k+c
             x_all = real.train.x[picks].clone().float()
+        elif cfg.init == "rded":
+            from .rded import RDED
+
+            sel, _ = RDED().select(real, ipc, seed, teacher)  # class by class: c * ipc + r
+            x_all = sel.view(k, ipc, *sel.shape[1:]).transpose(0, 1).reshape(len(labels), *sel.shape[1:]).clone()
         else:
             x_all = torch.randn(len(labels), *real.image_shape, generator=g)
         model = teacher.model
