@@ -353,3 +353,20 @@ def test_cli_teacher_distill_and_both_soft_modes(tmp_path, capsys):
     # a view set under an augmenting protocol: a one-line error, exit 2
     assert main(["--quiet", "evaluate", str(out), "--protocol", "dsa", *quick, "--eval-set", "label_mode=soft"]) == 2
     assert "augment=none" in capsys.readouterr().err
+
+
+def test_cross_architecture_table_joins_cells_from_before_the_optimizer_field():
+    """Cells written before the protocol had `optimizer` / `schedule` still share a table with new
+    cells of the same protocol."""
+    from datadistill.bench.tables import _cross_architecture
+
+    def cell(model, new):
+        p = get_protocol("dsa", model=model).as_dict()
+        if not new:
+            p.pop("optimizer")
+            p.pop("schedule")
+        return {"dataset": "d", "method": "dm", "ipc": 10, "protocol_tag": "dsa", "labels": "hard",
+                "evaluation": {"protocol": p, "per_model": [80.0, 81.0]}}
+
+    lines = _cross_architecture([cell("convnet", new=False), cell("mlp", new=True)])
+    assert "| method | convnet | mlp |" in lines

@@ -242,7 +242,9 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     for c in cells:
         p = c["evaluation"]["protocol"]
-        other = {k: v for k, v in p.items() if k not in ("model", "model_kwargs")}
+        # fields added to the protocol later are absent from older cells: read them at their defaults
+        other = {"optimizer": "sgd", "schedule": "step",
+                 **{k: v for k, v in p.items() if k not in ("model", "model_kwargs")}}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
