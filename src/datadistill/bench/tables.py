@@ -108,7 +108,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             if schedule:
                 notes.append(schedule)
         for ref in refs:
-            if ref["dataset"] == dataset and ref["protocol"]["model"] == model:
+            if ref["dataset"] == dataset and ref["protocol"]["model"] == model and labels == "hard":
                 pub = published.get("full", ({}, ""))[0]
                 aug = ref["recipe"]["augment"]
                 if aug == "dsa":
