@@ -114,3 +114,14 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
 def config_dict(config: Any) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def model_kwargs_tuple(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
+    """A model-options value (dict, YAML mapping string such as '{width: 64}', or (key, value)
+    pairs) as the sorted tuple of pairs that frozen configs store."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value) or {}
+    if not isinstance(value, (dict, tuple, list)):
+        raise ConfigError(f"{what} model_kwargs must be a mapping, got {value!r}")
+    items = value.items() if isinstance(value, dict) else value
+    return tuple(sorted((str(k), v) for k, v in items))

@@ -24,7 +24,7 @@ from torch import nn
 
 from ._io import atomic_write_json, atomic_write_with
 from .augment import DSAConfig
-from .config import update_config
+from .config import model_kwargs_tuple, update_config
 from .data import RealData
 from .errors import ConfigError, FormatError
 
@@ -68,17 +68,19 @@ class TeacherRecipe:
             DSAConfig(strategy=self.augment).ops  # raises on unknown ops
 
     def replace(self, **changes: Any) -> "TeacherRecipe":
+        """A copy with `changes` (strings are parsed; `model_kwargs` takes a dict or a YAML mapping)."""
         kwargs = changes.pop("model_kwargs", None)
         new = update_config(self, changes) if changes else self
         if kwargs is not None:
-            if isinstance(kwargs, str):
-                import yaml
-
-                kwargs = yaml.safe_load(kwargs) or {}
-            if not isinstance(kwargs, dict):
-                raise ConfigError(f"teacher model_kwargs must be a mapping, got {kwargs!r}")
-            new = dataclasses.replace(new, model_kwargs=tuple(sorted((str(k), v) for k, v in kwargs.items())))
+            new = dataclasses.replace(new, model_kwargs=model_kwargs_tuple(kwargs, "teacher"))
         return new
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TeacherRecipe":
+        """The recipe `as_dict` wrote (in teacher.json and in a set's manifest)."""
+        fields = dict(d)
+        kwargs = fields.pop("model_kwargs", {})
+        return cls(**fields, model_kwargs=model_kwargs_tuple(kwargs, "teacher"))
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -187,8 +189,7 @@ def load_teacher(directory: str | Path, real: RealData) -> Teacher:
     d = Path(directory)
     try:
         info = json.loads((d / INFO_FILE).read_text())
-        kwargs = info["recipe"].pop("model_kwargs", {})
-        recipe = TeacherRecipe(**info.pop("recipe"), model_kwargs=tuple(sorted(kwargs.items())))
+        recipe = TeacherRecipe.from_dict(info.pop("recipe"))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise FormatError(f"{d / INFO_FILE}: not a teacher description ({e})") from None
     if info.get("dataset") != real.name:

@@ -5,9 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import yaml
 
-from ..config import update_config
+from ..config import model_kwargs_tuple, update_config
 from ..errors import ConfigError
 
 
@@ -75,12 +74,7 @@ class Protocol:
         kwargs = changes.pop("model_kwargs", None)
         new = update_config(self, changes) if changes else self
         if kwargs is not None:
-            if isinstance(kwargs, str):
-                kwargs = yaml.safe_load(kwargs) or {}
-            if not isinstance(kwargs, (dict, tuple, list)):
-                raise ConfigError(f"protocol model_kwargs must be a mapping, got {kwargs!r}")
-            items = kwargs.items() if isinstance(kwargs, dict) else kwargs
-            new = dataclasses.replace(new, model_kwargs=tuple(sorted((str(k), v) for k, v in items)))
+            new = dataclasses.replace(new, model_kwargs=model_kwargs_tuple(kwargs, "protocol"))
         return new
 
     def as_dict(self) -> dict[str, Any]:
