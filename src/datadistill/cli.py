@@ -60,11 +60,14 @@ def _add_teacher_args(p: argparse.ArgumentParser, default: str | None = None) ->
                    help="override a teacher recipe field, e.g. --teacher-set epochs=30 (repeatable)")
 
 
-def _teacher(args: argparse.Namespace, real, quiet: bool):
+def _teacher(args: argparse.Namespace, real, quiet: bool, recipe=None):
+    """The teacher of `recipe` (default: the default recipe with --teacher-set applied), from the
+    cache or trained now and cached."""
     from .config import parse_set_options
     from .teachers import TeacherRecipe, get_teacher
 
-    recipe = TeacherRecipe().replace(**parse_set_options(args.teacher_set))
+    if recipe is None:
+        recipe = TeacherRecipe().replace(**parse_set_options(args.teacher_set))
     bar = _Bar("teacher", quiet)
     try:
         return get_teacher(real, recipe, cache_dir=args.teacher_cache or _default_teacher_cache(), progress=bar)
@@ -183,21 +186,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _set_teacher(args: argparse.Namespace, syn, real):
     """Live-teacher mode: the teacher that labelled the set (its recipe is in the manifest), from the
     cache; with --teacher-set, that recipe instead."""
-    from .config import parse_set_options
-    from .teachers import TeacherRecipe, get_teacher
+    from .teachers import TeacherRecipe
 
     described = syn.meta.get("teacher", {}).get("recipe")
-    if described and not args.teacher_set:
-        kwargs = dict(described)
-        model_kwargs = kwargs.pop("model_kwargs", {})
-        recipe = TeacherRecipe(**kwargs, model_kwargs=tuple(sorted(model_kwargs.items())))
-    else:
-        recipe = TeacherRecipe().replace(**parse_set_options(args.teacher_set))
-    bar = _Bar("teacher", args.quiet)
-    try:
-        return get_teacher(real, recipe, cache_dir=args.teacher_cache or _default_teacher_cache(), progress=bar)
-    finally:
-        bar.close()
+    recipe = TeacherRecipe.from_dict(described) if described and not args.teacher_set else None
+    return _teacher(args, real, args.quiet, recipe)
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:

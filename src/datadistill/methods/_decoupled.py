@@ -25,8 +25,8 @@ from .base import Callback, MethodConfig, Progress
 class RelabelConfig(MethodConfig):
     """The relabel step. `soft_labels`: 'views' (top-k teacher logits on `view_epochs` views per
     image: crop of area in [`view_scale_min`, 1], flip, CutMix with probability `cutmix`) or
-    'image' (one teacher probability vector per image). `relabel_seed_offset` keeps the views'
-    random stream apart from the method's own."""
+    'image' (one teacher probability vector per image). The views' random stream is seeded
+    apart from the method's own (10,000 + seed)."""
 
     soft_labels: Literal["views", "image"] = "views"
     view_epochs: int = 1000
