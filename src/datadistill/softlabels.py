@@ -183,14 +183,17 @@ def check_views(views: dict[str, torch.Tensor], n: int, num_classes: int) -> Non
 
 
 def view_batches(images: torch.Tensor, views: dict[str, torch.Tensor], num_classes: int, batch_size: int,
-                 temperature: float) -> Callable[[int, torch.Tensor], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A `fit(batches=...)` source: each step's views and their stored teacher targets."""
+                 temperature: float, stored_targets: bool = True,
+                 ) -> Callable[[int, torch.Tensor], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """A `fit(batches=...)` source: each step's views and their stored teacher targets (with
+    `stored_targets=False`, an empty placeholder: a live teacher labels the views instead)."""
 
     def batches(epoch: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            yield (render_views(images, views, epoch, idx),
-                   view_targets(views, epoch, idx, num_classes, temperature))
+            target = (view_targets(views, epoch, idx, num_classes, temperature) if stored_targets
+                      else torch.empty(0))
+            yield render_views(images, views, epoch, idx), target
 
     return batches
 

@@ -141,13 +141,14 @@ def evaluate(
                                    protocol.temperature)
     elif protocol.label_mode == "teacher":
         if teacher is None:
-            raise ConfigError("protocol label_mode='teacher' trains from a live teacher: pass one (--teacher)")
+            raise ConfigError("protocol label_mode='teacher' trains from a live teacher: pass teacher= "
+                              "(the CLI finds the set's teacher in --teacher-cache)")
         y = synthetic.hard_labels
         if synthetic.views is not None and protocol.augment == "none":
             from ..softlabels import view_batches
 
             batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_size,
-                                   protocol.temperature)
+                                   protocol.temperature, stored_targets=False)
         t = protocol.temperature
         targets = lambda xb: torch.softmax(teacher.logits(xb) / t, 1)  # noqa: E731
     else:
