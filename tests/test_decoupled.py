@@ -1,6 +1,7 @@
 """Teachers, soft labels as data, SRe2L / RDED and the soft-label track, on tiny data."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -308,8 +309,16 @@ def test_bench_soft_track_row(tmp_path, monkeypatch):
     assert t["ior"] == pytest.approx((row["evaluation"]["mean"] - t["random_soft"]["mean"]) / 100, abs=1e-4)
     cached = sorted(f"{p.parent.name.split('__')[1]}/{p.name}" for p in (tmp_path / "sets").glob("*/track-*.json"))
     # the random subset's soft evaluation sits beside the random set, shared by methods relabelling alike
-    assert len(cached) == 3 and cached[1:] == ["rded/track-dsa-hard.json", "rded/track-dsa-random-hard.json"]
+    assert len(cached) == 3 and cached[2] == "rded/track-dsa-random-hard.json"
+    assert cached[1].startswith("rded/track-dsa-hard-")  # keyed by the images
     assert cached[0].startswith("random/track-soft") and "-relabel-" in cached[0]
+    # another teacher: the stored set (relabelled by the first) is not reused, nor its sub-evaluations
+    path.unlink()
+    other = dataclasses.replace(grid, teacher_overrides=grid.teacher_overrides + ("seed=1",))
+    [path2] = run_grid(other, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    row2 = json.loads(path2.read_text())
+    assert row2["teacher"]["key"] != row["teacher"]["key"]
+    assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 2
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md
 

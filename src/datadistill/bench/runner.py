@@ -125,6 +125,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             syn = SyntheticSet.load(set_dir)
             if syn.config != config_dict(m.config):
                 syn = None  # made with another config: distil again (and replace it)
+            elif "needs_teacher" in m.tags and syn.meta.get("teacher", {}).get("key") != _teacher_key(grid, real):
+                syn = None  # relabelled by another teacher (e.g. the default recipe changed): distil again
         if syn is None:
             resume = set_dir is not None and "iterative" in m.tags and (set_dir / CHECKPOINT_FILE).exists()
             if resume and m._checkpoint_identity(real, ipc, seed) != m._read_checkpoint(set_dir / CHECKPOINT_FILE)[1]["identity"]:
@@ -172,10 +174,22 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     return written
 
 
-def _teacher(grid: BenchGrid, real, quiet: bool):
-    from ..teachers import TeacherRecipe, get_teacher
+def _teacher_recipe(grid: BenchGrid):
+    from ..teachers import TeacherRecipe
 
-    recipe = TeacherRecipe().replace(**parse_set_options(list(grid.teacher_overrides)))
+    return TeacherRecipe().replace(**parse_set_options(list(grid.teacher_overrides)))
+
+
+def _teacher_key(grid: BenchGrid, real) -> str:
+    from ..teachers import teacher_key
+
+    return teacher_key(real, _teacher_recipe(grid))
+
+
+def _teacher(grid: BenchGrid, real, quiet: bool):
+    from ..teachers import get_teacher
+
+    recipe = _teacher_recipe(grid)
     bar = _bar(quiet, "teacher (trained once, then cached)")
     try:
         return get_teacher(real, recipe, cache_dir=grid.teacher_cache, progress=bar)

@@ -83,14 +83,17 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
         return run("random subset, same soft labels", soft, protocol)
 
     hard_protocol = get_protocol("dsa")
-    # kept beside the random set, keyed by teacher and relabel recipe: every method relabelling the
-    # same way shares it
-    relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe())},
-                         sort_keys=True)
+    # kept beside the random set, keyed by teacher, relabel recipe and the protocol's full content (a
+    # preset's values may change under the same name): every method relabelling the same way shares it
+    relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe()),
+                          "protocol": dataclasses.asdict(protocol)}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
     rnd_soft = _cached(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
-    hard_same = _cached(set_dir / "track-dsa-hard.json" if set_dir else None,
+    # keyed by the images themselves: a set distilled again (another teacher, another config) in the
+    # same directory does not reuse the old images' result
+    images = hashlib.sha256(syn.images.detach().float().contiguous().numpy().tobytes()).hexdigest()[:8]
+    hard_same = _cached(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
                         lambda: run("same images, hard labels", syn, hard_protocol))
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
     if random_cell.is_file():
