@@ -37,9 +37,11 @@ class TeacherRecipe:
     """How a teacher is trained on the full training split.
 
     Defaults: ConvNet-3 with BatchNorm (SRe2L's squeeze model needs BatchNorm statistics), SGD with
-    Nesterov momentum, cosine schedule, label smoothing 0.1, random crop (zero-padded shifts of up to
-    1/8 of the side) and horizontal flip (dropped for digits), bf16 autocast, 30 epochs (chosen on
-    the validation split: 94.0% against 93.3% for 20 epochs; Fashion-MNIST, 2 cores: 818 s).
+    Nesterov momentum, cosine schedule, no label smoothing, random crop (zero-padded shifts of up to
+    1/8 of the side) and horizontal flip (dropped for digits), bf16 autocast, 30 epochs. Chosen on
+    the validation split (Fashion-MNIST, 2 cores): 30 epochs 94.0% against 93.3% for 20 (818 s);
+    label smoothing 0.1 gives the same teacher accuracy (val 94.02 vs 94.03) but flatter soft labels:
+    rded IPC 10 under the soft protocol 90.17 against 90.60 without (batch 20, 2 models).
     """
 
     model: str = "convnet"
@@ -49,7 +51,7 @@ class TeacherRecipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     augment: str = "crop_flip"  # DSA ops applied per image, or 'none'
     seed: int = 0
     precision: str = "bf16"

@@ -30,9 +30,14 @@ class RelabelConfig(MethodConfig):
 
     soft_labels: Literal["views", "image"] = "views"
     view_epochs: int = 1000
-    view_scale_min: float = 1.0  # no crop: flip + CutMix (RDED's factor-1 evaluation; validation: 87.6 vs 86.7 at 0.5)
+    view_scale_min: float = 0.0  # 0 (auto): `auto_view_scale_min(ipc)`
     cutmix: float = 1.0
     top_k: int = 10
+
+    def for_ipc(self, ipc: int) -> RelabelConfig:
+        if self.view_scale_min == 0:
+            return dataclasses.replace(self, view_scale_min=auto_view_scale_min(ipc))
+        return self
 
     def relabel_recipe(self) -> RelabelConfig:
         return RelabelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RelabelConfig)})
@@ -44,7 +49,15 @@ class RelabelConfig(MethodConfig):
     def validate(self) -> None:
         if self.soft_labels not in ("views", "image"):
             raise ConfigError(f"soft_labels must be 'views' or 'image', got {self.soft_labels!r}")
-        self.view_recipe(True).validate()
+        self.for_ipc(1).view_recipe(True).validate()
+
+
+def auto_view_scale_min(ipc: int) -> float:
+    """The views' smallest crop area by default: at IPC 1 crops of area [0.25, 1] (more distinct
+    views of the few images), above it no crop (flip + CutMix only, RDED's factor-1 evaluation).
+    Chosen on the validation split (Fashion-MNIST, rded, soft protocol, 2 models): IPC 1 no crop
+    73.0, [0.5, 1] 74.6, [0.25, 1] 75.5; IPC 10 no crop 90.7, [0.5, 1] 90.4."""
+    return 0.25 if ipc == 1 else 1.0
 
 
 def require_teacher(name: str, real: RealData, teacher: Any, callbacks: Sequence[Callback]):
