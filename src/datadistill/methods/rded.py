@@ -23,6 +23,8 @@ the reference's top-k selection of small crops lost to a random subset relabelle
 | cluster | scale (0.5, 1), 5 per image | crop (0.5, 1) | 86.7 | 86.7 |
 | cluster | whole images | crop (0.5, 1) | 88.3 | 86.7 |
 | cluster | whole images | no crop | 88.8 | 87.6 |
+(Those rows: a teacher with label smoothing 0.1, student batch 256. With today's defaults, a
+teacher without smoothing and batch 10, the last row scores 90.7, and 89.5 for random at batch 20.)
 So the defaults are `selection='cluster'` with whole images (`crop_scale_min=1`, `num_crops=1`);
 the reference's are `--set selection=top --set crop_scale_min=0.08 --set num_crops=5`.
 """
