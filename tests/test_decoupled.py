@@ -313,6 +313,15 @@ def test_bench_soft_track_row(tmp_path, monkeypatch):
     assert len(cached) == 3 and cached[2] == "rded/track-dsa-random-hard.json"
     assert cached[1].startswith("rded/track-dsa-hard-")  # keyed by the images
     assert cached[0].startswith("random/track-soft") and "-relabel-" in cached[0]
+    # every evaluation of the cell is cached beside its set: a re-run evaluates nothing
+    path.unlink()
+    with monkeypatch.context() as mp:
+        import datadistill.evaluation as ev
+
+        mp.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+        [again] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    assert json.loads(again.read_text())["evaluation"] == row["evaluation"]
+    assert json.loads(again.read_text())["soft_track"] == t
     # another teacher: the stored set (relabelled by the first) is not reused, nor its sub-evaluations
     path.unlink()
     other = dataclasses.replace(grid, teacher_overrides=grid.teacher_overrides + ("seed=1",))

@@ -2,6 +2,7 @@
 written atomically; a cell whose file exists is skipped, so a killed run resumes where it stopped."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE
 from ..synthetic import TENSORS_FILE, SyntheticSet
+from .softtrack import _cached
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -90,7 +94,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     and reused by later cells (other protocols, other architectures), and an iterative method
     checkpoints there, so a distillation killed midway resumes from its last checkpoint."""
     from .. import __version__
-    from ..evaluation import evaluate, full_data_reference, get_protocol
+    from ..evaluation import EvalResult, evaluate, full_data_reference, get_protocol
     from ..methods import METHODS
     from ..synthetic import _git_revision
 
@@ -140,9 +144,19 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             if set_dir is not None:
                 syn.save(set_dir)
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
-        bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
-        res = evaluate(syn, real, protocol, progress=bar)
-        bar.close()
+        # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
+        # during its soft-label track (three more evaluations) resumes without evaluating again
+        eval_cache = (set_dir / f"eval-{grid.protocol_tag()}-{_evaluation_key(protocol, syn)}.json"
+                      if set_dir is not None else None)
+
+        def evaluate_cell() -> dict[str, Any]:
+            bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
+            try:
+                return evaluate(syn, real, protocol, progress=bar).as_dict()
+            finally:
+                bar.close()
+
+        res = EvalResult(**_cached(eval_cache, evaluate_cell))
         track = None
         if protocol.label_mode == "soft" and "soft_labels" in m.tags:
             from .softtrack import soft_track
@@ -172,6 +186,15 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             print(f"{method} ipc={ipc} seed={seed}: {res.mean:.2f} ± {res.std:.2f} "
                   f"(distill {distill_s:.0f} s, eval {res.train_time_s:.0f} s)", flush=True)
     return written
+
+
+def _evaluation_key(protocol, syn: SyntheticSet) -> str:
+    """A hash of what an evaluation's result depends on: the protocol's values and the set's tensors."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(protocol), sort_keys=True, default=str).encode())
+    for name, t in sorted(syn.tensors().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def _teacher_recipe(grid: BenchGrid):
