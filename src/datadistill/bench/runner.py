@@ -18,7 +18,7 @@ import torch
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE
 from ..synthetic import TENSORS_FILE, SyntheticSet
-from .softtrack import _cached
+from .softtrack import cached_json
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -156,7 +156,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             finally:
                 bar.close()
 
-        res = EvalResult(**_cached(eval_cache, evaluate_cell))
+        res = EvalResult(**cached_json(eval_cache, evaluate_cell))
         track = None
         if protocol.label_mode == "soft" and "soft_labels" in m.tags:
             from .softtrack import soft_track

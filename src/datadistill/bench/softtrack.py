@@ -45,7 +45,9 @@ def label_robust_scores(soft_set: float, soft_random: float, hard_set: float, ha
             "gain_survival": round(survival, 4) if survival is not None else None}
 
 
-def _cached(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON at `path` when it exists, else `compute()`, written there atomically (so a killed
+    benchmark resumes from it); `path` None: just compute."""
     if path is not None and path.is_file():
         return json.loads(path.read_text())
     out = compute()
@@ -89,17 +91,17 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
                           "protocol": dataclasses.asdict(protocol)}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
-    rnd_soft = _cached(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
+    rnd_soft = cached_json(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
     # keyed by the images themselves: a set distilled again (another teacher, another config) in the
     # same directory does not reuse the old images' result
     images = hashlib.sha256(syn.images.detach().float().contiguous().numpy().tobytes()).hexdigest()[:8]
-    hard_same = _cached(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
+    hard_same = cached_json(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
                         lambda: run("same images, hard labels", syn, hard_protocol))
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
     if random_cell.is_file():
         hard_random = json.loads(random_cell.read_text())["evaluation"]
     else:
-        hard_random = _cached(set_dir / "track-dsa-random-hard.json" if set_dir else None,
+        hard_random = cached_json(set_dir / "track-dsa-random-hard.json" if set_dir else None,
                               lambda: run("random subset, hard labels",
                                           get_method("random").distill(real, ipc, seed=seed), hard_protocol))
     ref = results_dir / f"reference-{real.name}-{reference_key(real, ReferenceRecipe())}.json"
