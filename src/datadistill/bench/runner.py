@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE
 from ..synthetic import TENSORS_FILE, SyntheticSet

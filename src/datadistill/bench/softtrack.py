@@ -96,14 +96,14 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     # same directory does not reuse the old images' result
     images = hashlib.sha256(syn.images.detach().float().contiguous().numpy().tobytes()).hexdigest()[:8]
     hard_same = cached_json(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
-                        lambda: run("same images, hard labels", syn, hard_protocol))
+                            lambda: run("same images, hard labels", syn, hard_protocol))
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
     if random_cell.is_file():
         hard_random = json.loads(random_cell.read_text())["evaluation"]
     else:
         hard_random = cached_json(set_dir / "track-dsa-random-hard.json" if set_dir else None,
-                              lambda: run("random subset, hard labels",
-                                          get_method("random").distill(real, ipc, seed=seed), hard_protocol))
+                                  lambda: run("random subset, hard labels",
+                                              get_method("random").distill(real, ipc, seed=seed), hard_protocol))
     ref = results_dir / f"reference-{real.name}-{reference_key(real, ReferenceRecipe())}.json"
     full = json.loads(ref.read_text())["mean"] if ref.is_file() else None
     return {"random_soft": rnd_soft, "hard_same_images": hard_same, "hard_random": hard_random,
