@@ -2,7 +2,6 @@
 written atomically; a cell whose file exists is skipped, so a killed run resumes where it stopped."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -12,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE
 from ..synthetic import TENSORS_FILE, SyntheticSet
-from .softtrack import cached_json
+from .softtrack import cached_json, digest
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -189,11 +186,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
 
 def _evaluation_key(protocol, syn: SyntheticSet) -> str:
     """A hash of what an evaluation's result depends on: the protocol's values and the set's tensors."""
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(protocol), sort_keys=True, default=str).encode())
-    for name, t in sorted(syn.tensors().items()):
-        h.update(name.encode())
-        h.update(t.detach().contiguous().cpu().flatten().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
+    values = json.dumps(protocol.as_dict(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(values + digest(syn.tensors()).encode()).hexdigest()[:12]
 
 
 def _teacher_recipe(grid: BenchGrid):

@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from .._io import atomic_write_json
 
 DDRS_WEIGHT = 0.5
@@ -43,6 +45,15 @@ def label_robust_scores(soft_set: float, soft_random: float, hard_set: float, ha
     return {"ior": round(ior, 5), "hlr": round(hlr, 5) if hlr is not None else None,
             "ddrs": round(ddrs(ior, hlr), 5) if hlr is not None else None,
             "gain_survival": round(survival, 4) if survival is not None else None}
+
+
+def digest(tensors: dict[str, Any]) -> str:
+    """A short hash of named tensors' bytes (any dtype): what a cached evaluation depends on."""
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -94,7 +105,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     rnd_soft = cached_json(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
     # keyed by the images themselves: a set distilled again (another teacher, another config) in the
     # same directory does not reuse the old images' result
-    images = hashlib.sha256(syn.images.detach().float().contiguous().numpy().tobytes()).hexdigest()[:8]
+    images = digest({"images": syn.images})
     hard_same = cached_json(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
                             lambda: run("same images, hard labels", syn, hard_protocol))
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})

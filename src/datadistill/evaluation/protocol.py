@@ -5,7 +5,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-
 from ..config import model_kwargs_tuple, update_config
 from ..errors import ConfigError
 
