@@ -241,6 +241,38 @@ def test_multilayer_matches_more_statistics(real):
         tiny("dm-multilayer", model="mlp", iterations=1).distill(real, 1, seed=0)
 
 
+def test_multilayer_channel_statistics(real):
+    m = tiny("dm-multilayer", layers="1,2", statistic="channel", moments=2, iterations=1)
+    assert m.matched_layers() == (1, 2, 3)  # the last block for DM's embedding term
+    feats = [torch.randn(4 * 3, 8, 6, 6), torch.randn(12, 8, 3, 3), torch.randn(12, 8, 1, 1)]
+    stats = m.statistics(feats, 4, 3)
+    assert [tuple(t.shape) for t in stats] == [(4, 8)] * 4 + [(4, 8)]
+    f = feats[0].view(4, 3, 8, 36)
+    assert torch.allclose(stats[0], f.mean((1, 3)))
+    assert torch.allclose(stats[1], (f * f).mean((1, 3)))
+    assert torch.allclose(stats[4], feats[2].view(4, 3, 8).mean(1))  # the embedding, flattened
+    # weights: embedding 1, the others (embedding dim / their dim) x layer_weight
+    zero = [torch.zeros_like(t) for t in stats]
+    ones = [torch.ones_like(t) for t in stats]
+    m2 = tiny("dm-multilayer", layers="1,2", statistic="channel", moments=2, layer_weight=0.5)
+    assert float(m2.match_loss(zero, ones)) == pytest.approx(4 * 8 + 4 * (4 * 8 * 0.5))
+
+
+def test_multilayer_flat_loss_is_the_weighted_sum(real):
+    m = tiny("dm-multilayer", layers="1,3", moments=1, layer_weight=0.25)
+    targets = [torch.ones(4, 32), torch.ones(4, 8)]
+    syn = [torch.zeros(4, 32), torch.zeros(4, 8)]
+    # block 1: 128 squared errors x (8 / 32) x 0.25; block 3 (the last listed): 32 x 1
+    assert float(m.match_loss(syn, targets)) == pytest.approx(128 * 0.25 * 0.25 + 32)
+
+
+def test_multilayer_channel_without_layer_terms_is_dm(real):
+    a = tiny("dm", iterations=3, precision="fp32").distill(real, 2, seed=0)
+    b = tiny("dm-multilayer", layers="1", statistic="channel", layer_weight=0.0, iterations=3,
+             precision="fp32").distill(real, 2, seed=0)
+    assert torch.allclose(a.images, b.images, atol=1e-5)
+
+
 def test_dm_works_with_other_architectures(real):
     s = tiny("dm", model="mlp", iterations=2).distill(real, 1, seed=0)
     assert torch.isfinite(s.images).all()

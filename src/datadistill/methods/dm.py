@@ -19,6 +19,7 @@ schedule: a fresh view every iteration, used once (still batched over classes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ class _Features(nn.Module):
         if self.layers is None:
             return [self.net.embed(x)]
         outs = self.net.block_outputs(x)
-        return [outs[i - 1].flatten(1) for i in self.layers]
+        return [outs[i - 1] for i in self.layers]  # (N, C, h, w) each
 
 
 @dataclass
@@ -140,10 +141,16 @@ class DM(MatchingMethod):
 
 @register
 class DMMultiLayer(DM):
-    """Distribution matching of statistics at several layers: the class means of each matched
-    block's output (`moments=2` adds the per-feature second moments E[phi^2]). Each layer's squared
-    error is weighted by (last layer's dimension / its dimension), so every layer counts about as
-    much as DM's single embedding term."""
+    """Distribution matching of statistics at several layers.
+
+    `statistic='flat'`: the class means of each matched block's output, flattened (every channel at
+    every position; `moments=2` adds the per-feature second moments E[phi^2]).
+    `statistic='channel'`: DM's embedding term (the last block's flattened class mean) plus, for each
+    matched block, per-channel class statistics over the images and the positions: the mean (and the
+    second moment with `moments=2`), the batch statistics a BatchNorm layer would see per class.
+    Each term's squared error is weighted by (embedding dimension / its dimension), so every term
+    counts about as much as DM's single embedding term; the terms other than DM's embedding mean are
+    further multiplied by `layer_weight`."""
 
     name = "dm-multilayer"
 
@@ -151,6 +158,8 @@ class DMMultiLayer(DM):
     class Config(DM.Config):
         layers: str = "1,2,3"  # 1-based ConvNet blocks whose outputs are matched
         moments: int = 1  # 1: means; 2: means and second moments
+        statistic: Literal["flat", "channel"] = "flat"
+        layer_weight: float = 1.0  # weight of every term but DM's embedding mean
 
         def validate(self) -> None:
             super().validate()
@@ -162,19 +171,55 @@ class DMMultiLayer(DM):
                 raise ConfigError(f"layers must be block numbers from 1, got {self.layers!r}")
             if self.moments not in (1, 2):
                 raise ConfigError(f"moments must be 1 or 2, got {self.moments}")
+            if self.statistic not in ("flat", "channel"):
+                raise ConfigError(f"statistic must be 'flat' or 'channel', got {self.statistic!r}")
+            if not self.layer_weight >= 0:
+                raise ConfigError(f"layer_weight must be >= 0, got {self.layer_weight}")
+
+    def listed_layers(self) -> tuple[int, ...]:
+        return tuple(sorted({int(v) for v in str(self.config.layers).split(",") if v.strip()}))
 
     def matched_layers(self) -> tuple[int, ...]:
-        return tuple(sorted({int(v) for v in str(self.config.layers).split(",") if v.strip()}))
+        """The blocks whose outputs the network returns: the listed ones, and in 'channel' mode the
+        last block too (DM's embedding term)."""
+        layers = self.listed_layers()
+        if self.config.statistic == "channel":
+            layers = tuple(sorted(set(layers) | {self.config.depth}))
+        return layers
+
+    def _terms(self) -> list[tuple[int, str, int]]:
+        """(index into the matched outputs, kind, moment) of each statistic, in order. The kind is
+        'embedding' (weight 1: DM's term in 'channel' mode, the last listed block's mean in 'flat'
+        mode), 'flat' or 'channel'."""
+        cfg, listed, matched = self.config, self.listed_layers(), self.matched_layers()
+        moments = range(1, cfg.moments + 1)
+        terms: list[tuple[int, str, int]] = []
+        for i, layer in enumerate(matched):
+            if cfg.statistic == "channel":
+                if layer == cfg.depth:
+                    terms.append((i, "embedding", 1))
+                if layer in listed:
+                    terms += [(i, "channel", k) for k in moments]
+            else:
+                terms += [(i, "embedding" if k == 1 and layer == matched[-1] else "flat", k) for k in moments]
+        return terms
 
     def statistics(self, feats: list[torch.Tensor], n_classes: int, per_class: int) -> list[torch.Tensor]:
         stats = []
-        for f in feats:
-            g = f.float().view(n_classes, per_class, -1)
-            stats.append(g.mean(1))
-            if self.config.moments == 2:
-                stats.append((g * g).mean(1))
+        for i, kind, moment in self._terms():
+            f = feats[i].float()
+            g = f if moment == 1 else f * f
+            if kind == "channel":  # over the class's images and the positions: (C, channels)
+                stats.append(g.reshape(n_classes, per_class, f.shape[1], -1).mean((1, 3)))
+            else:
+                stats.append(g.reshape(n_classes, per_class, -1).mean(1))
         return stats
 
     def match_loss(self, syn_stats: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-        last = targets[-1].shape[1]
-        return sum(((t - s) ** 2).sum() * (last / t.shape[1]) for s, t in zip(syn_stats, targets))
+        terms = self._terms()
+        embed_dim = next(t.shape[1] for t, (_, kind, _) in zip(targets, terms) if kind == "embedding")
+        total = torch.zeros((), dtype=torch.float32)
+        for s, t, (_, kind, _) in zip(syn_stats, targets, terms):
+            weight = embed_dim / t.shape[1] * (1.0 if kind == "embedding" else self.config.layer_weight)
+            total = total + ((t - s) ** 2).sum() * weight
+        return total
