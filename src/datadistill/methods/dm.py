@@ -146,11 +146,14 @@ class DMMultiLayer(DM):
     `statistic='flat'`: the class means of each matched block's output, flattened (every channel at
     every position; `moments=2` adds the per-feature second moments E[phi^2]).
     `statistic='channel'`: DM's embedding term (the last block's flattened class mean) plus, for each
-    matched block, per-channel class statistics over the images and the positions: the mean (and the
-    second moment with `moments=2`), the batch statistics a BatchNorm layer would see per class.
+    matched block, the per-channel mean of its output over the class's images and positions (and the
+    per-channel second moment with `moments=2`), which leaves the spatial layout free.
     Each term's squared error is weighted by (embedding dimension / its dimension), so every term
     counts about as much as DM's single embedding term; the terms other than DM's embedding mean are
-    further multiplied by `layer_weight`."""
+    further multiplied by `layer_weight`.
+
+    Screened on the validation split (Fashion-MNIST IPC 10, 2,000 iterations, `dsa` protocol, 2
+    models): dm 83.68, flat (the default) 82.90, channel layers 1,2: 83.70, with moments=2: 83.74."""
 
     name = "dm-multilayer"
 
