@@ -18,6 +18,7 @@ schedule: a fresh view every iteration, used once (still batched over classes).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -190,10 +191,11 @@ class DMMultiLayer(DM):
             layers = tuple(sorted(set(layers) | {self.config.depth}))
         return layers
 
-    def _terms(self) -> list[tuple[int, str, int]]:
+    @functools.cached_property
+    def terms(self) -> tuple[tuple[int, str, int], ...]:
         """(index into the matched outputs, kind, moment) of each statistic, in order. The kind is
         'embedding' (weight 1: DM's term in 'channel' mode, the last listed block's mean in 'flat'
-        mode), 'flat' or 'channel'."""
+        mode), 'flat' or 'channel'. Derived from the (frozen) config once, not every iteration."""
         cfg, listed, matched = self.config, self.listed_layers(), self.matched_layers()
         moments = range(1, cfg.moments + 1)
         terms: list[tuple[int, str, int]] = []
@@ -205,11 +207,11 @@ class DMMultiLayer(DM):
                     terms += [(i, "channel", k) for k in moments]
             else:
                 terms += [(i, "embedding" if k == 1 and layer == matched[-1] else "flat", k) for k in moments]
-        return terms
+        return tuple(terms)
 
     def statistics(self, feats: list[torch.Tensor], n_classes: int, per_class: int) -> list[torch.Tensor]:
         stats = []
-        for i, kind, moment in self._terms():
+        for i, kind, moment in self.terms:
             f = feats[i].float()
             g = f if moment == 1 else f * f
             if kind == "channel":  # over the class's images and the positions: (C, channels)
@@ -219,10 +221,9 @@ class DMMultiLayer(DM):
         return stats
 
     def match_loss(self, syn_stats: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
-        terms = self._terms()
-        embed_dim = next(t.shape[1] for t, (_, kind, _) in zip(targets, terms) if kind == "embedding")
+        embed_dim = next(t.shape[1] for t, (_, kind, _) in zip(targets, self.terms) if kind == "embedding")
         total = torch.zeros((), dtype=torch.float32)
-        for s, t, (_, kind, _) in zip(syn_stats, targets, terms):
+        for s, t, (_, kind, _) in zip(syn_stats, targets, self.terms):
             weight = embed_dim / t.shape[1] * (1.0 if kind == "embedding" else self.config.layer_weight)
             total = total + ((t - s) ** 2).sum() * weight
         return total
