@@ -184,6 +184,36 @@ def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, 
     assert "--set best-of-random.candidates=2" in text
 
 
+def test_bench_moves_a_cell_made_with_another_config_aside_and_runs_it_again(tmp_path, npz, capsys):
+    results = tmp_path / "results"
+    argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "best-of-random", "--ipc", "1",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md")]
+    assert run(argv, capsys)[0] == 0
+    (cell,) = results.glob("*.json")
+    row = json.loads(cell.read_text())
+    # a key the stored cell lacks (a field added later) does not make it stale
+    del row["method_config"]["candidates"]
+    cell.write_text(json.dumps(row))
+    stamp = cell.stat().st_mtime_ns
+    assert run(argv, capsys)[0] == 0
+    assert cell.stat().st_mtime_ns == stamp and not (results / "superseded").exists()
+    # a changed default (here: of the method config, then of the protocol) does
+    for section, key in (("method_config", "candidates"), ("evaluation", "protocol")):
+        row = json.loads(cell.read_text())
+        if section == "method_config":
+            row[section][key] = 12345
+        else:
+            row[section][key]["epochs"] = 12345
+        cell.write_text(json.dumps(row))
+        code, out, err = run(argv, capsys)
+        assert code == 0, err
+        assert "moved to" in err
+        fresh = json.loads(cell.read_text())
+        assert fresh["method_config"]["candidates"] != 12345 and fresh["evaluation"]["protocol"]["epochs"] != 12345
+    kept = sorted(p.name for p in (results / "superseded").iterdir())
+    assert kept == sorted([cell.name, cell.stem + ".1.json"])  # nothing on disk is lost
+
+
 def test_evaluate_on_the_validation_split_is_kept_apart_from_test(tmp_path, npz, capsys):
     out = tmp_path / "run"
     assert run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random", "--ipc", "2",

@@ -231,7 +231,7 @@ def test_dm_matches_the_straightforward_per_class_loss(real):
 
 
 def test_multilayer_matches_more_statistics(real):
-    m = tiny("dm-multilayer", layers="1,3", moments=2, iterations=2)
+    m = tiny("dm-multilayer", layers="1,3", moments=2, statistic="flat", iterations=2)
     assert m.matched_layers() == (1, 3)
     s = m.distill(real, 1, seed=0)
     assert torch.isfinite(s.images).all()
@@ -259,7 +259,7 @@ def test_multilayer_channel_statistics(real):
 
 
 def test_multilayer_flat_loss_is_the_weighted_sum(real):
-    m = tiny("dm-multilayer", layers="1,3", moments=1, layer_weight=0.25)
+    m = tiny("dm-multilayer", layers="1,3", moments=1, statistic="flat", layer_weight=0.25)
     targets = [torch.ones(4, 32), torch.ones(4, 8)]
     syn = [torch.zeros(4, 32), torch.zeros(4, 8)]
     # block 1: 128 squared errors x (8 / 32) x 0.25; block 3 (the last listed): 32 x 1

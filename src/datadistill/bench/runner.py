@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,18 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     teacher = None
     written: list[Path] = []
     cells = [(m, k, s) for m in grid.methods for k in grid.ipcs for s in grid.seeds]
-    todo = [c for c in cells if not (results_dir / cell_name(grid.dataset, c[0], c[1], c[2], grid.protocol_tag(),
-                                                             grid.overrides_for(c[0]))).exists()]
+    todo = []
+    for method, ipc, seed in cells:
+        overrides = grid.overrides_for(method)
+        path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
+        if path.exists():
+            config = config_dict(METHODS.get(method).with_overrides(overrides).for_ipc(ipc).config)
+            if not stale_cell(path, config, protocol.as_dict()):
+                continue
+            moved = supersede(path)
+            print(f"{path.name}: made with another method config or protocol; moved to {moved}, running it again",
+                  file=sys.stderr, flush=True)  # even with --quiet: a file on disk moved
+        todo.append((method, ipc, seed))
     if grid.full_data:
         real = grid.load_real()
         bar = _bar(quiet, "full-data reference")
@@ -182,6 +193,33 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             print(f"{method} ipc={ipc} seed={seed}: {res.mean:.2f} ± {res.std:.2f} "
                   f"(distill {distill_s:.0f} s, eval {res.train_time_s:.0f} s)", flush=True)
     return written
+
+
+def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any]) -> bool:
+    """Whether a stored cell was made with a method config or protocol other than today's.
+
+    Compared on the keys both sides have: a field added later (with a default that keeps the old
+    behaviour, as every new field here does) does not make old cells stale, a changed value does."""
+    row = json.loads(path.read_text())
+
+    def differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+        return any(old[k] != new[k] for k in old.keys() & new.keys())
+
+    return differs(row.get("method_config", {}), method_config) or \
+        differs(row.get("evaluation", {}).get("protocol", {}), protocol)
+
+
+def supersede(path: Path) -> Path:
+    """Move a stale cell file into `superseded/` beside it (never overwriting an earlier one)."""
+    dest_dir = path.parent / "superseded"
+    dest_dir.mkdir(exist_ok=True)
+    dest = dest_dir / path.name
+    n = 1
+    while dest.exists():
+        dest = dest_dir / f"{path.stem}.{n}{path.suffix}"
+        n += 1
+    os.replace(path, dest)
+    return dest
 
 
 def _evaluation_key(protocol, syn: SyntheticSet) -> str:
