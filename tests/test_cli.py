@@ -214,6 +214,24 @@ def test_bench_moves_a_cell_made_with_another_config_aside_and_runs_it_again(tmp
     assert kept == sorted([cell.name, cell.stem + ".1.json"])  # nothing on disk is lost
 
 
+def test_a_field_added_later_is_compared_with_its_declared_default(tmp_path):
+    from datadistill.bench.runner import stale_cell
+
+    cell = tmp_path / "c.json"
+    cell.write_text(json.dumps({"method_config": {"a": 1}, "evaluation": {"protocol": {"epochs": 5}}}))
+    defaults = {"a": 0, "b": 1}
+    assert not stale_cell(cell, {"a": 1, "b": 1}, {"epochs": 5}, defaults, {})  # b at its default: old behaviour
+    assert stale_cell(cell, {"a": 1, "b": 2}, {"epochs": 5}, defaults, {})  # b set otherwise: stale
+    assert not stale_cell(cell, {"a": 1, "b": 2}, {"epochs": 5})  # no defaults given: not compared
+    assert stale_cell(cell, {"a": 1}, {"epochs": 5, "min_batches": 10}, {}, {"min_batches": 1})
+    assert stale_cell(cell, {"a": 2}, {"epochs": 5})
+    # batch fields: compared by the batch they give the cell's set
+    cell.write_text(json.dumps({"method_config": {}, "evaluation": {"num_images": 100,
+                                                                    "protocol": {"batch_size": 10}}}))
+    assert not stale_cell(cell, {}, {"batch_size": 10, "min_batches": 10}, {}, {"min_batches": 1})  # 100 / 10
+    assert stale_cell(cell, {}, {"batch_size": 10, "min_batches": 20}, {}, {"min_batches": 1})  # batch 5
+
+
 def test_evaluate_on_the_validation_split_is_kept_apart_from_test(tmp_path, npz, capsys):
     out = tmp_path / "run"
     assert run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random", "--ipc", "2",

@@ -85,6 +85,23 @@ def test_protocol_presets_and_validation():
     assert get_protocol("dc", epochs="12").epochs == 12  # strings from --eval-set are parsed
 
 
+def test_min_batches_shrinks_the_batch_of_a_small_set(tiny_real, monkeypatch):
+    p = Protocol(batch_size=10, min_batches=10)
+    assert [p.batch_for(n) for n in (1, 10, 15, 100, 500)] == [1, 1, 2, 10, 10]
+    assert Protocol(batch_size=256).batch_for(10) == 10  # min_batches 1: the usual batch
+    with pytest.raises(ConfigError, match="min_batches"):
+        Protocol(min_batches=0)
+    import sys
+
+    ev = sys.modules["datadistill.evaluation.evaluate"]
+    seen = []
+    real_fit = ev.fit
+    monkeypatch.setattr(ev, "fit", lambda *a, **k: (seen.append(k["batch_size"]), real_fit(*a, **k))[1])
+    syn = real_subset(tiny_real)
+    evaluate(syn, tiny_real, "dc", **{**FAST, "batch_size": 256, "min_batches": 4})
+    assert seen == [-(-len(syn.images) // 4)] * FAST["num_models"]
+
+
 def test_compiled_bf16_matches_eager_closely(tiny_real):
     """The fast path (torch.compile) computes the same training as eager code."""
     from datadistill.models import get_model

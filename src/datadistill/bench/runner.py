@@ -108,8 +108,10 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         overrides = grid.overrides_for(method)
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
         if path.exists():
-            config = config_dict(METHODS.get(method).with_overrides(overrides).for_ipc(ipc).config)
-            if not stale_cell(path, config, protocol.as_dict()):
+            config = METHODS.get(method).with_overrides(overrides).for_ipc(ipc).config
+            if not stale_cell(path, config_dict(config), protocol.as_dict(),
+                              config_dict(METHODS.get(method).with_overrides({}).for_ipc(ipc).config),
+                              type(protocol)().as_dict()):
                 continue
             moved = supersede(path)
             print(f"{path.name}: made with another method config or protocol; moved to {moved}, running it again",
@@ -195,18 +197,39 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     return written
 
 
-def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any]) -> bool:
+def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any],
+               method_defaults: dict[str, Any] | None = None, protocol_defaults: dict[str, Any] | None = None) -> bool:
     """Whether a stored cell was made with a method config or protocol other than today's.
 
-    Compared on the keys both sides have: a field added later (with a default that keeps the old
-    behaviour, as every new field here does) does not make old cells stale, a changed value does."""
+    A field the stored cell lacks was added later, with a default that keeps the old behaviour (as
+    every new field here is): the cell ran as if with that default (`*_defaults`: the method's
+    default config at the cell's IPC, the protocol's field defaults), so it is stale only when
+    today's value differs from it; without defaults such a field is not compared. A field the cell has and today's config lacks is ignored. The protocols' batch
+    fields are compared by the batch they give the cell's set (`Protocol.batch_for`), so a rule
+    that changes only small sets leaves the other cells standing."""
+    from ..evaluation import Protocol
+
     row = json.loads(path.read_text())
+    stored = dict(row.get("evaluation", {}).get("protocol", {}))
+    n = row.get("evaluation", {}).get("num_images")
+    if n is not None:
+        protocol = dict(protocol)
+        for p in (stored, protocol):
+            p["batch_size"] = Protocol(batch_size=p.get("batch_size", 256),
+                                       min_batches=p.pop("min_batches", 1)).batch_for(n)
+        protocol_defaults = {k: v for k, v in (protocol_defaults or {}).items() if k != "min_batches"}
 
-    def differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
-        return any(old[k] != new[k] for k in old.keys() & new.keys())
+    def differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
+        for k, v in new.items():
+            if k in old:
+                if old[k] != v:
+                    return True
+            elif defaults is not None and k in defaults and defaults[k] != v:
+                return True
+        return False
 
-    return differs(row.get("method_config", {}), method_config) or \
-        differs(row.get("evaluation", {}).get("protocol", {}), protocol)
+    return differs(row.get("method_config", {}), method_config, method_defaults) or \
+        differs(stored, protocol, protocol_defaults)
 
 
 def supersede(path: Path) -> Path:
@@ -224,7 +247,7 @@ def supersede(path: Path) -> Path:
 
 def _evaluation_key(protocol, syn: SyntheticSet) -> str:
     """A hash of what an evaluation's result depends on: the protocol's values and the set's tensors."""
-    values = json.dumps(protocol.as_dict(), sort_keys=True, default=str).encode()
+    values = json.dumps(protocol.as_dict(len(syn.images)), sort_keys=True, default=str).encode()
     return hashlib.sha256(values + digest(syn.tensors()).encode()).hexdigest()[:12]
 
 

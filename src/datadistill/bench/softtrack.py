@@ -98,8 +98,11 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     hard_protocol = get_protocol("dsa")
     # kept beside the random set, keyed by teacher, relabel recipe and the protocol's full content (a
     # preset's values may change under the same name): every method relabelling the same way shares it
+    values = dataclasses.asdict(protocol)  # as it does to this set's size (see Protocol.as_dict)
+    values["batch_size"] = protocol.batch_for(len(syn.images))
+    del values["min_batches"]
     relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe()),
-                          "protocol": dataclasses.asdict(protocol)}, sort_keys=True, default=str)
+                          "protocol": values}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
     rnd_soft = cached_json(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)

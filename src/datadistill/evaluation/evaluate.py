@@ -86,7 +86,7 @@ def train_eval_models(
             base = i * protocol.epochs
             on_epoch = lambda e, _loss, base=base: progress(base + e + 1, protocol.num_models * protocol.epochs)
         fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
-            momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_size,
+            momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_for(len(x)),
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
             optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets)
@@ -137,7 +137,7 @@ def evaluate(
                                   "evaluate it with augment=none (the 'soft' protocol)")
             from ..softlabels import view_batches
 
-            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_size,
+            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_for(len(x)),
                                    protocol.temperature)
     elif protocol.label_mode == "teacher":
         if teacher is None:
@@ -147,7 +147,7 @@ def evaluate(
         if synthetic.views is not None and protocol.augment == "none":
             from ..softlabels import view_batches
 
-            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_size,
+            batches = view_batches(x, synthetic.views, synthetic.num_classes, protocol.batch_for(len(x)),
                                    protocol.temperature, stored_targets=False)
         t = protocol.temperature
         targets = lambda xb: torch.softmax(teacher.logits(xb) / t, 1)  # noqa: E731
