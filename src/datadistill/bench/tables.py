@@ -48,6 +48,12 @@ def _label(cell: dict[str, Any]) -> str:
     return cell["method"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(ov.items())) + ")" if ov else "")
 
 
+def _newest_protocol(rows: list[dict]) -> dict[str, Any]:
+    """The protocol of a table's cells as the newest of them records it (fields added later, at
+    values that leave the older cells' training unchanged, are only in newer cells)."""
+    return max((r["evaluation"]["protocol"] for r in rows), key=len)
+
+
 def _protocol_line(p: dict[str, Any]) -> str:
     opt = p.get("optimizer", "sgd")
     opt_desc = f"SGD lr {p['lr']} momentum {p['momentum']}" if opt == "sgd" else f"AdamW lr {p['lr']}"
@@ -57,8 +63,12 @@ def _protocol_line(p: dict[str, Any]) -> str:
         labels += f" (KL at temperature {p['temperature']:g}" + (
             "; a set's stored per-view teacher outputs on its stored views)" if p["label_mode"] == "soft" else
             "; a live teacher labels every batch)")
+    batch = f"batch {p['batch_size']}"
+    if p.get("min_batches", 1) > 1:
+        batch += f" (at least {p['min_batches']} batches per epoch: smaller for sets under " \
+                 f"{p['batch_size'] * p['min_batches']} images)"
     return (f"{p['model']} ({dict(p.get('model_kwargs') or {}) or 'defaults'}), {p['epochs']} epochs, {opt_desc} "
-            f"wd {p['weight_decay']}, batch {p['batch_size']}, {sched}, augmentation {p['augment']}, {labels}, "
+            f"wd {p['weight_decay']}, {batch}, {sched}, augmentation {p['augment']}, {labels}, "
             f"{p['num_models']} models per cell, {p['precision']}")
 
 
@@ -75,7 +85,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         base = {_label(r): r["method"] for r in rows}
         published = PUBLISHED.get(dataset, {})
         lines += [f"## {dataset} — protocol `{tag}`, {labels} labels, evaluated on {model}", "",
-                  f"Protocol: {_protocol_line(rows[0]['evaluation']['protocol'])}.", ""]
+                  f"Protocol: {_protocol_line(_newest_protocol(rows))}.", ""]
         head = "| method | " + " | ".join(f"IPC {k}" for k in ipcs) + " | " + " | ".join(
             f"published IPC {k}" for k in ipcs) + " | distill time (s) |"
         lines += [head, "|" + "---|" * (2 * len(ipcs) + 2)]
@@ -202,7 +212,7 @@ def _soft_track(cells: list[dict]) -> list[str]:
                   "and (c) the bytes evaluation needs (images + soft labels + views). IOR = soft(set) - soft(random); "
                   "HLR = hard(full data) - hard(set); DDRS = (exp(IOR/2 - HLR/2) - 1/e) / (e - 1/e) (DD-Ranking, w = 0.5, "
                   "fractions); gain survival = (hard(set) - hard(random)) / (soft(set) - soft(random)).", "",
-                  f"Protocol: {_protocol_line(sel[0]['evaluation']['protocol'])}.", "",
+                  f"Protocol: {_protocol_line(_newest_protocol(sel))}.", "",
                   "| method | IPC | soft labels | random subset, same soft labels | same images, hard labels | "
                   "random subset, hard labels | bytes (images / total) | IOR | HLR | DDRS | gain survival | "
                   "distill time (s) |", "|" + "---|" * 12]
