@@ -299,3 +299,19 @@ def test_benchmark_protocol_line_states_the_small_set_batch_rule():
     line = _protocol_line(_newest_protocol([{"evaluation": {"protocol": old}}, {"evaluation": {"protocol": soft}}]))
     assert "batch 10 (at least 10 batches per epoch: smaller for sets under 100 images)" in line
     assert "batch 256," in _protocol_line(get_protocol("dsa").as_dict())
+
+
+def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field():
+    from datadistill.bench.tables import _cross_architecture
+    from datadistill.evaluation import get_protocol
+
+    def cell(method, model, new):
+        p = get_protocol("dsa", model=model).as_dict()
+        if not new:
+            del p["min_batches"]  # written before the field existed
+        return {"dataset": "d", "protocol_tag": "dsa" if model == "convnet" else "dsa-1234", "labels": "hard",
+                "ipc": 10, "method": method, "method_overrides": {}, "protocol_overrides": [f"model={model}"],
+                "evaluation": {"protocol": p, "per_model": [50.0, 52.0]}}
+
+    text = "\n".join(_cross_architecture([cell("dm", "convnet", False), cell("dm", "mlp", True)]))
+    assert text.count("## Cross-architecture") == 1 and "| dm | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text

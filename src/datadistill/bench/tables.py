@@ -250,11 +250,13 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
+    from ..evaluation.protocol import Protocol
+
+    defaults = Protocol().as_dict()
     for c in cells:
         p = c["evaluation"]["protocol"]
         # fields added to the protocol later are absent from older cells: read them at their defaults
-        other = {"optimizer": "sgd", "schedule": "step",
-                 **{k: v for k, v in p.items() if k not in ("model", "model_kwargs")}}
+        other = {k: v for k, v in {**defaults, **p}.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
