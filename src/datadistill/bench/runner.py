@@ -204,19 +204,17 @@ def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, An
     A field the stored cell lacks was added later, with a default that keeps the old behaviour (as
     every new field here is): the cell ran as if with that default (`*_defaults`: the method's
     default config at the cell's IPC, the protocol's field defaults), so it is stale only when
-    today's value differs from it; without defaults such a field is not compared. A field the cell has and today's config lacks is ignored. The protocols' batch
-    fields are compared by the batch they give the cell's set (`Protocol.batch_for`), so a rule
-    that changes only small sets leaves the other cells standing."""
-    from ..evaluation import Protocol
+    today's value differs from it; without defaults such a field is not compared. A field the cell
+    has and today's config lacks is ignored. The protocols' batch fields are compared by the batch
+    they give the cell's set (`for_set_size`), so a rule that changes only small sets leaves the
+    other cells standing."""
+    from ..evaluation.protocol import for_set_size
 
     row = json.loads(path.read_text())
-    stored = dict(row.get("evaluation", {}).get("protocol", {}))
+    stored = row.get("evaluation", {}).get("protocol", {})
     n = row.get("evaluation", {}).get("num_images")
     if n is not None:
-        protocol = dict(protocol)
-        for p in (stored, protocol):
-            p["batch_size"] = Protocol(batch_size=p.get("batch_size", 256),
-                                       min_batches=p.pop("min_batches", 1)).batch_for(n)
+        stored, protocol = for_set_size(stored, n), for_set_size(protocol, n)
         protocol_defaults = {k: v for k, v in (protocol_defaults or {}).items() if k != "min_batches"}
 
     def differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:

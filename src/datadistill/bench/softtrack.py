@@ -75,6 +75,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     docstring). The full-data accuracy is the default full-data reference's, when cached."""
     from ..evaluation import ReferenceRecipe, evaluate, get_protocol, reference_key
     from ..evaluation.evaluate import digits_like
+    from ..evaluation.protocol import for_set_size
     from ..methods import get_method
     from ..methods._decoupled import RelabelConfig, relabel_set
     from .runner import cell_name, set_dir_name
@@ -98,9 +99,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     hard_protocol = get_protocol("dsa")
     # kept beside the random set, keyed by teacher, relabel recipe and the protocol's full content (a
     # preset's values may change under the same name): every method relabelling the same way shares it
-    values = dataclasses.asdict(protocol)  # as it does to this set's size (see Protocol.as_dict)
-    values["batch_size"] = protocol.batch_for(len(syn.images))
-    del values["min_batches"]
+    values = for_set_size(dataclasses.asdict(protocol), len(syn.images))  # see Protocol.as_dict
     relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe()),
                           "protocol": values}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]

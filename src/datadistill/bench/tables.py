@@ -248,10 +248,10 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
-    groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
-    commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     from ..evaluation.protocol import Protocol
 
+    groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     defaults = Protocol().as_dict()
     for c in cells:
         p = c["evaluation"]["protocol"]

@@ -88,10 +88,16 @@ class Protocol:
         a batch rule that changes only small sets keeps the other sets' cached results)."""
         d = dataclasses.asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
-        if num_images is not None:
-            d["batch_size"] = self.batch_for(num_images)
-            del d["min_batches"]
-        return d
+        return d if num_images is None else for_set_size(d, num_images)
+
+
+def for_set_size(values: dict[str, Any], num_images: int) -> dict[str, Any]:
+    """Protocol values (a dict, possibly from a cell written before `min_batches` existed) as they
+    act on a set of `num_images` images: `batch_size` the batch trained with, no `min_batches`."""
+    out = dict(values)
+    rule = Protocol(batch_size=out.get("batch_size", Protocol.batch_size), min_batches=out.pop("min_batches", 1))
+    out["batch_size"] = rule.batch_for(num_images)
+    return out
 
 
 PRESETS: dict[str, Protocol] = {
