@@ -214,8 +214,7 @@ def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, An
     stored = row.get("evaluation", {}).get("protocol", {})
     n = row.get("evaluation", {}).get("num_images")
     if n is not None:
-        stored, protocol = for_set_size(stored, n), for_set_size(protocol, n)
-        protocol_defaults = {k: v for k, v in (protocol_defaults or {}).items() if k != "min_batches"}
+        stored, protocol = for_set_size(stored, n), for_set_size(protocol, n)  # both without min_batches
 
     def differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
         for k, v in new.items():
