@@ -396,3 +396,36 @@ def test_view_crop_scale_auto_per_ipc():
     assert get_method("rded").for_ipc(1).config.view_scale_min == 0.25
     assert get_method("sre2l").for_ipc(10).config.view_scale_min == 1.0
     assert get_method("rded", view_scale_min=0.5).for_ipc(1).config.view_scale_min == 0.5
+
+
+def test_soft_track_on_another_architecture_compares_on_that_architecture(tmp_path, monkeypatch):
+    """A cross-architecture soft cell (`--eval-set model=mlp`): its hard-label evaluations run on the
+    same architecture (cached under that protocol's tag, and a stored hard `random` cell of that
+    architecture is used), and no HLR is computed against the ConvNet-3 full-data reference."""
+    from conftest import write_tiny_npz
+
+    from datadistill.bench.runner import BenchGrid, protocol_tag, run_grid
+    from datadistill.evaluation import ReferenceRecipe, reference_key
+    from datadistill.evaluation import protocol as proto
+
+    monkeypatch.setitem(proto.PRESETS, "dsa", proto.Protocol(epochs=3, num_models=1, compile=False))
+    monkeypatch.setitem(proto.PRESETS, "soft", proto.Protocol(epochs=3, num_models=1, compile=False,
+                                                               augment="none", label_mode="soft"))
+    write_tiny_npz(tmp_path / "d.npz")
+    common = dict(dataset="tensors", ipcs=(2,), data_dir=str(tmp_path / "d.npz"), protocol_overrides=("model=mlp",))
+    [hard_random] = run_grid(BenchGrid(methods=("random",), protocol="dsa", **common), tmp_path / "results",
+                             quiet=True, sets_dir=tmp_path / "sets")
+    assert hard_random.name.endswith(f"__{protocol_tag('dsa', ['model=mlp'])}.json")
+    grid = BenchGrid(methods=("rded",), protocol="soft", method_overrides=("rded.candidates=10", "rded.view_epochs=3"),
+                     teacher_cache=str(tmp_path / "teachers"),
+                     teacher_overrides=("epochs=2", "compile=false", "batch_size=32"), **common)
+    # a ConvNet-3 full-data reference is there, but it is not this architecture's
+    ref = tmp_path / "results" / f"reference-tensors-{reference_key(grid.load_real(), ReferenceRecipe())}.json"
+    ref.write_text(json.dumps({"mean": 90.0}))
+    [path] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    t = json.loads(path.read_text())["soft_track"]
+    assert t["hard_same_images"]["model"] == "mlp" and t["random_soft"]["model"] == "mlp"
+    assert t["hard_random"] == json.loads(hard_random.read_text())["evaluation"]
+    assert t["full_data_hard"] is None and t["hlr"] is None and t["ddrs"] is None
+    tag = protocol_tag("dsa", ["model=mlp"])
+    assert [p.name.startswith(f"track-{tag}-hard-") for p in (tmp_path / "sets").glob("*rded*/track-*.json")] == [True]

@@ -21,6 +21,17 @@ from ..errors import ConfigError
 from ..progress import ProgressBar
 
 
+ARCHITECTURE_KEYS = ("model", "model_kwargs")
+
+
+def protocol_tag(preset: str, overrides: tuple[str, ...] | list[str]) -> str:
+    """A cell's protocol name: the preset, with a hash of its `--eval-set` items when there are any."""
+    if not overrides:
+        return preset
+    h = hashlib.sha256("|".join(sorted(overrides)).encode()).hexdigest()[:8]
+    return f"{preset}-{h}"
+
+
 @dataclass(frozen=True)
 class BenchGrid:
     dataset: str
@@ -44,10 +55,11 @@ class BenchGrid:
                             **dict(self.data_options))
 
     def protocol_tag(self) -> str:
-        if not self.protocol_overrides:
-            return self.protocol
-        h = hashlib.sha256("|".join(sorted(self.protocol_overrides)).encode()).hexdigest()[:8]
-        return f"{self.protocol}-{h}"
+        return protocol_tag(self.protocol, self.protocol_overrides)
+
+    def architecture_overrides(self) -> tuple[str, ...]:
+        """The `--eval-set` items that pick the evaluated architecture (model, model_kwargs)."""
+        return tuple(o for o in self.protocol_overrides if o.partition("=")[0].split(".")[0] in ARCHITECTURE_KEYS)
 
     def overrides_for(self, method: str) -> dict[str, str]:
         out = {}
@@ -173,7 +185,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             if teacher is None:
                 teacher = _teacher(grid, real, quiet)
             track = soft_track(real=real, syn=syn, method=m, ipc=ipc, seed=seed, protocol=protocol,
-                               protocol_tag=grid.protocol_tag(), teacher=teacher, soft_result=res.as_dict(),
+                               protocol_tag=grid.protocol_tag(), architecture=grid.architecture_overrides(),
+                               teacher=teacher, soft_result=res.as_dict(),
                                set_dir=set_dir, results_dir=results_dir, bar=lambda d: _bar(quiet, d))
         row = {
             "dataset": grid.dataset, "method": method, "ipc": ipc, "seed": seed, "protocol_tag": grid.protocol_tag(),

@@ -3,7 +3,9 @@
 For a soft-labelled set evaluated with soft labels, the track adds
 (a) the same soft-label evaluation of a random real subset of the same size (the `random` method's
     set at the same IPC and seed), relabelled by the same teacher with the same relabel recipe;
-(b) the hard-label evaluation of the same images (the standard `dsa` protocol, each image's class);
+(b) the hard-label evaluation of the same images (the standard `dsa` protocol, each image's class, on
+    the architecture the cell is evaluated on: a cross-architecture cell's hard-label numbers are
+    that architecture's, and its HLR is left out, the full-data reference being ConvNet-3's);
 (c) the storage bytes of everything evaluation needs (images, soft labels, views);
 and label-robust scores in the spirit of DD-Ranking (Li et al., 2025), accuracies as fractions:
 - IOR, improvement over random = soft(set) - soft(random subset);
@@ -70,15 +72,18 @@ def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dic
 
 def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag: str, teacher,
                soft_result: dict[str, Any], set_dir: Path | None, results_dir: Path,
-               bar: Callable[[str], Any]) -> dict[str, Any]:
+               bar: Callable[[str], Any], architecture: tuple[str, ...] = ()) -> dict[str, Any]:
     """The comparison row of a soft-label cell whose soft evaluation is `soft_result` (see the module
-    docstring). The full-data accuracy is the default full-data reference's, when cached."""
+    docstring). `architecture`: the cell's `--eval-set` items that pick the model (none: the
+    protocol's ConvNet-3); the hard-label evaluations use the same. The full-data accuracy is the
+    default full-data reference's, when cached, and only for the default architecture."""
+    from ..config import parse_set_options
     from ..evaluation import ReferenceRecipe, evaluate, get_protocol, reference_key
     from ..evaluation.evaluate import digits_like
     from ..evaluation.protocol import for_set_size
     from ..methods import get_method
     from ..methods._decoupled import RelabelConfig, relabel_set
-    from .runner import cell_name, set_dir_name
+    from .runner import cell_name, protocol_tag as tag_of, set_dir_name
 
     cfg = method.config
     if not isinstance(cfg, RelabelConfig):
@@ -96,7 +101,8 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
         soft = relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real))
         return run("random subset, same soft labels", soft, protocol)
 
-    hard_protocol = get_protocol("dsa")
+    hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
+    hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
     # kept beside the random set, keyed by teacher, relabel recipe and the protocol's full content (a
     # preset's values may change under the same name): every method relabelling the same way shares it
     values = for_set_size(dataclasses.asdict(protocol), len(syn.images))  # see Protocol.as_dict
@@ -108,17 +114,17 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     # keyed by the images themselves: a set distilled again (another teacher, another config) in the
     # same directory does not reuse the old images' result
     images = digest({"images": syn.images})
-    hard_same = cached_json(set_dir / f"track-dsa-hard-{images}.json" if set_dir else None,
+    hard_same = cached_json(set_dir / f"track-{hard_tag}-hard-{images}.json" if set_dir else None,
                             lambda: run("same images, hard labels", syn, hard_protocol))
-    random_cell = results_dir / cell_name(real.name, "random", ipc, seed, "dsa", {})
+    random_cell = results_dir / cell_name(real.name, "random", ipc, seed, hard_tag, {})
     if random_cell.is_file():
         hard_random = json.loads(random_cell.read_text())["evaluation"]
     else:
-        hard_random = cached_json(set_dir / "track-dsa-random-hard.json" if set_dir else None,
+        hard_random = cached_json(set_dir / f"track-{hard_tag}-random-hard.json" if set_dir else None,
                                   lambda: run("random subset, hard labels",
                                               get_method("random").distill(real, ipc, seed=seed), hard_protocol))
     ref = results_dir / f"reference-{real.name}-{reference_key(real, ReferenceRecipe())}.json"
-    full = json.loads(ref.read_text())["mean"] if ref.is_file() else None
+    full = json.loads(ref.read_text())["mean"] if ref.is_file() and not architecture else None
     return {"random_soft": rnd_soft, "hard_same_images": hard_same, "hard_random": hard_random,
             "full_data_hard": full, "storage_bytes": syn.storage_bytes,
             **label_robust_scores(soft_result["mean"], rnd_soft["mean"], hard_same["mean"],

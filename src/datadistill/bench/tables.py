@@ -208,7 +208,8 @@ def _soft_track(cells: list[dict]) -> list[str]:
         lines += [f"## Soft-label track: {dataset}, protocol `{tag}`", "",
                   "Soft-label accuracies are not comparable with the hard-label tables above: each is shown beside "
                   "(a) the same soft-label evaluation of a random real subset of the same size, relabelled by the same "
-                  "teacher with the same recipe, (b) the hard-label evaluation (`dsa` protocol) of the same images, "
+                  "teacher with the same recipe, (b) the hard-label evaluation (`dsa` protocol, same architecture) of the "
+                  "same images, "
                   "and (c) the bytes evaluation needs (images + soft labels + views). IOR = soft(set) - soft(random); "
                   "HLR = hard(full data) - hard(set); DDRS = (exp(IOR/2 - HLR/2) - 1/e) / (e - 1/e) (DD-Ranking, w = 0.5, "
                   "fractions); gain survival = (hard(set) - hard(random)) / (soft(set) - soft(random)).", "",
