@@ -166,6 +166,39 @@ def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path
     assert "--methods dm --ipc 2 --protocol dc --eval-set" in text and "model=mlp --set dm." in text
 
 
+def test_bench_resumes_a_killed_evaluation_model_by_model(tmp_path, npz, capsys, monkeypatch):
+    """A cell killed while its third model trains keeps the two finished ones: the re-run trains one
+    model and writes the result an uninterrupted run gives; the partial record goes."""
+    import importlib
+
+    ev = importlib.import_module("datadistill.evaluation.evaluate")  # the module (the package exports a function of that name)
+    argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
+            "--protocol", "dc", *FAST_EVAL, "--eval-set", "num_models=3", "--markdown", str(tmp_path / "B.md")]
+    code, _, err = run([*argv, "--results", str(tmp_path / "whole")], capsys)
+    assert code == 0, err
+    [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("*.json")]
+    original, calls = ev.fit, []
+
+    def fit(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(ev, "fit", fit)
+    sets = tmp_path / "sets2"
+    code, _, _ = run([*argv, "--results", str(tmp_path / "results"), "--sets", str(sets)], capsys)
+    assert code == 130 and not list((tmp_path / "results").glob("*.json"))
+    [partial] = sets.glob("*/eval-*.partial.json")
+    assert len(json.loads(partial.read_text())) == 2
+    calls.clear()
+    code, _, err = run([*argv, "--results", str(tmp_path / "results"), "--sets", str(sets)], capsys)
+    assert code == 0, err
+    assert len(calls) == 1 and not partial.exists()
+    [row] = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")]
+    assert row["evaluation"]["per_model"] == whole["evaluation"]["per_model"]
+
+
 def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):
     code, _, err = run(["speed", "--what", "dc", "--set", "lr=3", "--results", str(tmp_path)], capsys)
     assert code != 0 and "pool_size=N" in err and len(err.strip().splitlines()) == 1

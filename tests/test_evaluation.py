@@ -36,6 +36,20 @@ def test_evaluate_is_deterministic(tiny_real):
     assert a.per_model == b.per_model
 
 
+def test_evaluation_resumes_model_by_model(tiny_real):
+    """Models finished before an interruption are not trained again, and the result is the
+    uninterrupted one: each model is seeded by its index, whatever ran before it."""
+    opts = dict(FAST, num_models=3, epochs=10)
+    records = []
+    full = evaluate(real_subset(tiny_real), tiny_real, "dsa", on_model=records.append, **opts)
+    assert [r["accuracy"] for r in records] == full.per_model
+    again = []
+    resumed = evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=records[:2], on_model=again.append, **opts)
+    assert len(again) == 1 and resumed.per_model == full.per_model and resumed.per_class == full.per_class
+    with pytest.raises(ConfigError, match="finished models"):
+        evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=records * 2, **opts)
+
+
 def test_soft_labels_used_only_in_soft_mode(tiny_real):
     """Uniform soft labels carry no information: soft-mode training cannot learn, hard-mode
     training on the argmax of the same set ignores them."""

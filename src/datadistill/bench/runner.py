@@ -15,7 +15,7 @@ from typing import Any
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE
 from ..synthetic import TENSORS_FILE, SyntheticSet
-from .softtrack import cached_json, digest
+from .softtrack import cached_evaluation, digest
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -170,14 +170,15 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         eval_cache = (set_dir / f"eval-{grid.protocol_tag()}-{_evaluation_key(protocol, syn)}.json"
                       if set_dir is not None else None)
 
-        def evaluate_cell() -> dict[str, Any]:
+        def evaluate_cell(**resume: Any) -> EvalResult:
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
             try:
-                return evaluate(syn, real, protocol, progress=bar).as_dict()
+                return evaluate(syn, real, protocol, progress=bar, **resume)
             finally:
                 bar.close()
 
-        res = EvalResult(**cached_json(eval_cache, evaluate_cell))
+        # resumes model by model: a cell killed during a long evaluation keeps its finished models
+        res = EvalResult(**cached_evaluation(eval_cache, evaluate_cell))
         track = None
         if protocol.label_mode == "soft" and "soft_labels" in m.tags:
             from .softtrack import soft_track

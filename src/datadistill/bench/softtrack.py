@@ -58,6 +58,30 @@ def digest(tensors: dict[str, Any]) -> str:
     return h.hexdigest()[:12]
 
 
+def cached_evaluation(path: Path | None, evaluate: Callable[..., Any]) -> dict[str, Any]:
+    """`cached_json` for an evaluation (`evaluate(finished=..., on_model=...)` returning an
+    EvalResult) that also resumes model by model: each model's record is kept, atomically, in
+    `<path stem>.partial.json` as it ends, so a run killed mid-evaluation trains only the models it
+    had not finished (every model is seeded by its index: the result is the one an uninterrupted
+    run gives). The partial file goes once the whole result is written."""
+    if path is None:
+        return evaluate().as_dict()
+    partial = path.with_name(path.stem + ".partial.json")
+
+    def compute() -> dict[str, Any]:
+        done = json.loads(partial.read_text()) if partial.is_file() else []
+
+        def keep(record: dict[str, Any]) -> None:
+            done.append(record)
+            atomic_write_json(partial, done)
+
+        return evaluate(finished=list(done), on_model=keep).as_dict()
+
+    out = cached_json(path, compute)
+    partial.unlink(missing_ok=True)
+    return out
+
+
 def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """The JSON at `path` when it exists, else `compute()`, written there atomically (so a killed
     benchmark resumes from it); `path` None: just compute."""
@@ -89,17 +113,20 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     if not isinstance(cfg, RelabelConfig):
         raise TypeError(f"{method.name}: the soft-label track needs a method with a relabel step")
 
-    def run(what: str, s, p) -> dict[str, Any]:
-        b = bar(f"soft track: {what}")
-        try:
-            return evaluate(s, real, p, progress=b).as_dict()
-        finally:
-            b.close()
+    def run(path: Path | None, what: str, make_set: Callable[[], Any], p) -> dict[str, Any]:
+        """The evaluation of `make_set()` under `p`, cached at `path` (resuming model by model)."""
+        def go(**resume: Any):
+            b = bar(f"soft track: {what}")
+            try:
+                return evaluate(make_set(), real, p, progress=b, **resume)
+            finally:
+                b.close()
 
-    def random_soft() -> dict[str, Any]:
+        return cached_evaluation(path, go)
+
+    def random_soft_set():
         rnd = get_method("random").distill(real, ipc, seed=seed)
-        soft = relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real))
-        return run("random subset, same soft labels", soft, protocol)
+        return relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real))
 
     hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
     hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
@@ -110,19 +137,20 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
                           "protocol": values}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
-    rnd_soft = cached_json(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None, random_soft)
+    rnd_soft = run(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None,
+                   "random subset, same soft labels", random_soft_set, protocol)
     # keyed by the images themselves: a set distilled again (another teacher, another config) in the
     # same directory does not reuse the old images' result
     images = digest({"images": syn.images})
-    hard_same = cached_json(set_dir / f"track-{hard_tag}-hard-{images}.json" if set_dir else None,
-                            lambda: run("same images, hard labels", syn, hard_protocol))
+    hard_same = run(set_dir / f"track-{hard_tag}-hard-{images}.json" if set_dir else None,
+                    "same images, hard labels", lambda: syn, hard_protocol)
     random_cell = results_dir / cell_name(real.name, "random", ipc, seed, hard_tag, {})
     if random_cell.is_file():
         hard_random = json.loads(random_cell.read_text())["evaluation"]
     else:
-        hard_random = cached_json(set_dir / f"track-{hard_tag}-random-hard.json" if set_dir else None,
-                                  lambda: run("random subset, hard labels",
-                                              get_method("random").distill(real, ipc, seed=seed), hard_protocol))
+        hard_random = run(set_dir / f"track-{hard_tag}-random-hard.json" if set_dir else None,
+                          "random subset, hard labels", lambda: get_method("random").distill(real, ipc, seed=seed),
+                          hard_protocol)
     ref = results_dir / f"reference-{real.name}-{reference_key(real, ReferenceRecipe())}.json"
     full = json.loads(ref.read_text())["mean"] if ref.is_file() and not architecture else None
     return {"random_soft": rnd_soft, "hard_same_images": hard_same, "hard_random": hard_random,

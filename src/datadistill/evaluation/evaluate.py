@@ -58,10 +58,15 @@ def train_eval_models(
     split: str = "test", lr: float | None = None, sample_weights: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None, batches: Callable | None = None,
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
-    epochs over all models."""
+    epochs over all models.
+
+    Each model is seeded by its index alone, so an evaluation can resume: `finished` holds the
+    records (`on_model` receives one as each model ends: accuracy, per-class accuracy, seconds) of
+    models 0, 1, ... of an earlier, interrupted run with the same inputs; those are not trained again."""
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
@@ -73,7 +78,16 @@ def train_eval_models(
         if digits_like(real) and "flip" in dsa.ops:
             dsa = dsa.without("flip")
     accs, per_class, t_train, t_test = [], [], 0.0, 0.0
-    for i in range(protocol.num_models):
+    if len(finished) > protocol.num_models:
+        raise ConfigError(f"{len(finished)} finished models given for a protocol of {protocol.num_models}")
+    for rec in finished:
+        accs.append(float(rec["accuracy"]))
+        per_class.append([float(a) for a in rec["per_class"]])
+        t_train += float(rec["train_s"])
+        t_test += float(rec["test_s"])
+    if progress is not None and finished:
+        progress(len(finished) * protocol.epochs, protocol.num_models * protocol.epochs)
+    for i in range(len(finished), protocol.num_models):
         seed = protocol.seed * 1000 + i
         with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched
             torch.manual_seed(seed)
@@ -93,10 +107,13 @@ def train_eval_models(
         t1 = time.perf_counter()
         acc, pc = accuracy(model, target.x, target.y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
-        t_test += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        t_test += t2 - t1
         t_train += t1 - t0
         accs.append(100 * acc)
         per_class.append([100 * a for a in pc])
+        if on_model is not None:
+            on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1})
     return accs, per_class, t_train, t_test
 
 
@@ -108,6 +125,8 @@ def evaluate(
     split: Literal["test", "val"] = "test",
     progress: Callable[[int, int], None] | None = None,
     teacher: Any = None,
+    finished: Sequence[dict[str, Any]] = (),
+    on_model: Callable[[dict[str, Any]], None] | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -116,7 +135,8 @@ def evaluate(
     'soft' on the stored soft labels, per view when the set stores views (they carry their own
     augmentation, so the protocol's `augment` must be 'none'), else per image; 'teacher' labels each
     training batch with the live `teacher` (nothing stored: reported as its own mode). The set's
-    learned lr is used only when `protocol.use_learned_lr`.
+    learned lr is used only when `protocol.use_learned_lr`. `finished` / `on_model`: resuming an
+    interrupted evaluation model by model (`train_eval_models`).
     """
     protocol = get_protocol(protocol, **overrides)
     if synthetic.dataset != real.name or synthetic.num_classes != real.num_classes:
@@ -161,7 +181,8 @@ def evaluate(
     w = synthetic.weights.float() if synthetic.weights is not None else None
     accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr,
                                                          sample_weights=w, progress=progress,
-                                                         batches=batches, targets=targets)
+                                                         batches=batches, targets=targets,
+                                                         finished=finished, on_model=on_model)
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(
         mean=statistics.fmean(accs), std=statistics.pstdev(accs) if len(accs) > 1 else 0.0, per_model=accs,
