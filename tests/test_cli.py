@@ -338,13 +338,17 @@ def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field()
     from datadistill.bench.tables import _cross_architecture
     from datadistill.evaluation import get_protocol
 
-    def cell(method, model, new):
-        p = get_protocol("dsa", model=model).as_dict()
+    def cell(method, model, new, preset="dsa"):
+        p = get_protocol(preset, model=model).as_dict()
         if not new:
             del p["min_batches"]  # written before the field existed
-        return {"dataset": "d", "protocol_tag": "dsa" if model == "convnet" else "dsa-1234", "labels": "hard",
+        return {"dataset": "d", "protocol_tag": preset if model == "convnet" else f"{preset}-1234",
+                "labels": "hard" if preset == "dsa" else "soft",
                 "ipc": 10, "method": method, "method_overrides": {}, "protocol_overrides": [f"model={model}"],
-                "evaluation": {"protocol": p, "per_model": [50.0, 52.0]}}
+                "evaluation": {"protocol": p, "per_model": [50.0, 52.0], "num_images": 100}}
 
     text = "\n".join(_cross_architecture([cell("dm", "convnet", False), cell("dm", "mlp", True)]))
     assert text.count("## Cross-architecture") == 1 and "| dm | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text
+    # the soft preset trains 100 images with batch 10 with or without its min_batches=10: one table
+    text = "\n".join(_cross_architecture([cell("rded", "convnet", False, "soft"), cell("rded", "mlp", True, "soft")]))
+    assert text.count("## Cross-architecture") == 1 and "| rded | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text

@@ -249,15 +249,18 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
-    from ..evaluation.protocol import Protocol
+    from ..evaluation.protocol import Protocol, for_set_size
 
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     defaults = Protocol().as_dict()
     for c in cells:
         p = c["evaluation"]["protocol"]
-        # fields added to the protocol later are absent from older cells: read them at their defaults
-        other = {k: v for k, v in {**defaults, **p}.items() if k not in ("model", "model_kwargs")}
+        # fields added to the protocol later are absent from older cells: read them at their defaults,
+        # and the batch fields as the batch they give this set (an older cell has no `min_batches`)
+        n = c["evaluation"].get("num_images")
+        values = for_set_size({**defaults, **p}, n) if n else {**defaults, **p}
+        other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
