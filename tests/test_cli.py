@@ -352,3 +352,45 @@ def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field()
     # the soft preset trains 100 images with batch 10 with or without its min_batches=10: one table
     text = "\n".join(_cross_architecture([cell("rded", "convnet", False, "soft"), cell("rded", "mlp", True, "soft")]))
     assert text.count("## Cross-architecture") == 1 and "| rded | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text
+
+
+def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, capsys, monkeypatch):
+    """dc and dsa start from DM's set (`init=dm`): a grid that already holds it (the dm cell's set,
+    or another cell's init stage) hands it over instead of distilling DM again, and the cell's
+    distill time still counts DM's recorded wall time."""
+    import torch
+
+    from datadistill.methods.dm import DM
+    from datadistill.synthetic import SyntheticSet
+
+    make_dm_defaults_tiny(monkeypatch)
+    original, calls = DM._distill, []
+
+    def counted(self, *a, **kw):
+        calls.append(1)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(DM, "_distill", counted)
+    results = tmp_path / "results"
+    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "2", "--protocol", "dc", *FAST_EVAL,
+            "--results", str(results), "--markdown", str(tmp_path / "B.md")]
+    small = ["iterations=1", "width=8", "batch_real=8", "compile=false", "outer_loop=1", "inner_loop=1",
+             "pool_size=0", "init=dm"]
+    code, _, err = run([*base, "--methods", "dm"], capsys)
+    assert code == 0, err
+    assert len(calls) == 1
+    dm_set = SyntheticSet.load(tmp_path / "sets" / "tensors__dm__ipc2__seed0")
+    code, _, err = run([*base, "--methods", "dc", *[x for o in small for x in ("--set", f"dc.{o}")]], capsys)
+    assert code == 0, err
+    assert len(calls) == 1  # DM did not run again
+    dc_dir = next((tmp_path / "sets").glob("tensors__dc__*"))
+    assert torch.equal(SyntheticSet.load(dc_dir / "init").images, dm_set.images)
+    rows = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in results.glob("*.json")}
+    assert rows["dc"]["distill_wall_time_s"] >= dm_set.meta["wall_time_s"]
+    # without the dm cell, another cell's init stage serves: dsa takes dc's
+    (tmp_path / "sets" / "tensors__dm__ipc2__seed0" / "manifest.json").unlink()
+    code, _, err = run([*base, "--methods", "dsa", *[x for o in small for x in ("--set", f"dsa.{o}")]], capsys)
+    assert code == 0, err
+    assert len(calls) == 1
+    dsa_dir = next((tmp_path / "sets").glob("tensors__dsa__*"))
+    assert torch.equal(SyntheticSet.load(dsa_dir / "init").images, dm_set.images)

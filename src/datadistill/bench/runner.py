@@ -158,6 +158,10 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 resume = False
             if "needs_teacher" in m.tags and teacher is None:
                 teacher = _teacher(grid, real, quiet)
+            if set_dir is not None and sets_dir is not None and not resume:
+                shared = share_init_stage(sets_dir, set_dir, m, real, grid.dataset, ipc, seed)
+                if shared is not None and not quiet:
+                    print(f"{method} ipc={ipc}: init stage taken from {shared}", flush=True)
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
             syn = m.distill(real, ipc, seed=seed, run_dir=set_dir, resume=resume,
                             callbacks=[bar], teacher=teacher)
@@ -194,6 +198,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "protocol_overrides": list(grid.protocol_overrides),
             "method_config": config_dict(m.config), "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "storage_bytes": syn.storage_bytes["total"],
+            "set_digest": digest(syn.tensors()),  # which set: cells of one set on other architectures agree
             "labels": res.labels, "evaluation": res.as_dict(),
             "distill_iterations": syn.meta.get("iterations"),
             "library_version": __version__, "git_revision": _git_revision(), "machine": _machine(),
@@ -209,6 +214,37 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             print(f"{method} ipc={ipc} seed={seed}: {res.mean:.2f} ± {res.std:.2f} "
                   f"(distill {distill_s:.0f} s, eval {res.train_time_s:.0f} s)", flush=True)
     return written
+
+
+def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, ipc: int, seed: int) -> Path | None:
+    """Give a cell whose method starts from another method's set (`init=dm`) that set, when the
+    grid already holds it, instead of distilling it again: the init method's own cell
+    (`sets_dir/<dataset>__<init>__ipc<K>__seed<S>`) or another cell's init stage (`*/init`). Only
+    a finished set made with what the stage would run (method, dataset, IPC, seed, the init
+    method's default config at that IPC) is taken; it is copied to `set_dir/init`, where the
+    method's init stage loads it and counts its recorded wall time in the cell's distill time.
+    Returns where it came from, or None (nothing taken: the stage runs as usual)."""
+    from ..methods import METHODS
+    from ..synthetic import MANIFEST_FILE
+
+    init = getattr(method.config, "init", None)
+    if init in (None, "real", "noise") or init not in METHODS:
+        return None
+    stage = set_dir / "init"
+    if (stage / MANIFEST_FILE).exists():
+        return None  # the method's own stage decides (it redoes a stale one)
+    init_method = METHODS.get(init)().for_ipc(ipc)
+    want = (init_method.name, real.name, ipc, seed, config_dict(init_method.config))
+    candidates = [sets_dir / set_dir_name(dataset, init, ipc, seed, {})]
+    candidates += sorted(p for p in sets_dir.glob("*/init") if p != stage)
+    for source in candidates:
+        if not ((source / TENSORS_FILE).exists() and (source / MANIFEST_FILE).exists()):
+            continue
+        got = SyntheticSet.load(source)
+        if (got.method, got.dataset, got.ipc, got.seed, got.config) == want:
+            got.save(stage)
+            return source
+    return None
 
 
 def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any],
