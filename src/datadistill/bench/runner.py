@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json
-from ..methods._matching import CHECKPOINT_FILE
+from ..methods._matching import CHECKPOINT_FILE, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation, digest
 from ..config import config_dict, parse_set_options
@@ -234,14 +234,13 @@ def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, 
     if (stage / MANIFEST_FILE).exists():
         return None  # the method's own stage decides (it redoes a stale one)
     init_method = METHODS.get(init)().for_ipc(ipc)
-    want = (init_method.name, real.name, ipc, seed, config_dict(init_method.config))
     candidates = [sets_dir / set_dir_name(dataset, init, ipc, seed, {})]
     candidates += sorted(p for p in sets_dir.glob("*/init") if p != stage)
     for source in candidates:
         if not ((source / TENSORS_FILE).exists() and (source / MANIFEST_FILE).exists()):
             continue
         got = SyntheticSet.load(source)
-        if (got.method, got.dataset, got.ipc, got.seed, got.config) == want:
+        if is_stage_of(got, init_method, real, ipc, seed):
             got.save(stage)
             return source
     return None

@@ -298,10 +298,9 @@ class MatchingMethod(Method):
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         method = METHODS.get(cfg.init)().for_ipc(ipc)
         stage = run_dir / INIT_DIR if run_dir is not None else None
-        want = (method.name, real.name, ipc, seed, config_dict(method.config))
         if stage is not None and (stage / MANIFEST_FILE).exists():
             got = SyntheticSet.load(stage)
-            if (got.method, got.dataset, got.ipc, got.seed, got.config) == want:
+            if is_stage_of(got, method, real, ipc, seed):
                 return got, float(got.meta.get("wall_time_s", 0.0))
         resume = False
         if stage is not None and isinstance(method, MatchingMethod) and (stage / CHECKPOINT_FILE).exists():
@@ -429,6 +428,13 @@ class MatchingMethod(Method):
         extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
         self.load_state(state, extra, info.get("extra", {}))
         return float(info["elapsed_s"])
+
+
+def is_stage_of(got: SyntheticSet, method: Method, real: RealData, ipc: int, seed: int) -> bool:
+    """Whether `got` is what `method` (configured for `ipc`) distils from `real` with `seed`: the
+    set an init stage may use instead of distilling it."""
+    return (got.method, got.dataset, got.ipc, got.seed, got.config) == (
+        method.name, real.name, ipc, seed, config_dict(method.config))
 
 
 class _Metrics:
