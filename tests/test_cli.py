@@ -385,7 +385,7 @@ def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, ca
     assert len(calls) == 1  # DM did not run again
     dc_dir = next((tmp_path / "sets").glob("tensors__dc__*"))
     assert torch.equal(SyntheticSet.load(dc_dir / "init").images, dm_set.images)
-    rows = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in results.glob("*.json")}
+    rows = {r["method"]: r for r in (json.loads(p.read_text()) for p in results.glob("*.json"))}
     assert rows["dc"]["distill_wall_time_s"] >= dm_set.meta["wall_time_s"]
     # without the dm cell, another cell's init stage serves: dsa takes dc's
     (tmp_path / "sets" / "tensors__dm__ipc2__seed0" / "manifest.json").unlink()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json
-from ..methods._matching import CHECKPOINT_FILE, is_stage_of
+from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation, digest
 from ..config import config_dict, parse_set_options
@@ -230,12 +230,12 @@ def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, 
     init = getattr(method.config, "init", None)
     if init in (None, "real", "noise") or init not in METHODS:
         return None
-    stage = set_dir / "init"
+    stage = set_dir / INIT_DIR
     if (stage / MANIFEST_FILE).exists():
         return None  # the method's own stage decides (it redoes a stale one)
     init_method = METHODS.get(init)().for_ipc(ipc)
     candidates = [sets_dir / set_dir_name(dataset, init, ipc, seed, {})]
-    candidates += sorted(p for p in sets_dir.glob("*/init") if p != stage)
+    candidates += sorted(p for p in sets_dir.glob(f"*/{INIT_DIR}") if p != stage)
     for source in candidates:
         if not ((source / TENSORS_FILE).exists() and (source / MANIFEST_FILE).exists()):
             continue
