@@ -73,12 +73,19 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
      "missing.yaml"),
     (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--data-option", "bogus=1"],
      "bogus"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--device", "cuda"],
+     "random runs on cpu"),
+    (["distill", "--dataset", "tensors", "--method", "dm", "--ipc", "1", "--out", "X", "--device", "gpu0"],
+     "unknown device 'gpu0'"),
+    (["distill", "--dataset", "tensors", "--method", "dm", "--ipc", "1", "--out", "X", "--device", "meta"],
+     "only cpu and cuda"),
+    (["bench", "--dataset", "tensors", "--methods", "dm", "--ipc", "1", "--device", "gpu0"], "unknown device"),
     (["evaluate", "does-not-exist"], "missing"),
     (["evaluate", "X", "--protocol", "nope"], "nope"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, npz, capsys, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
-    if argv[0] == "distill" and "nope" not in argv[2]:
+    if argv[0] in ("distill", "bench") and "nope" not in argv[2]:
         argv += ["--data-dir", str(npz)]
     if argv[:2] == ["evaluate", "X"]:
         from datadistill import distill, load_dataset
@@ -394,3 +401,12 @@ def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, ca
     assert len(calls) == 1
     dsa_dir = next((tmp_path / "sets").glob("tensors__dsa__*"))
     assert torch.equal(SyntheticSet.load(dsa_dir / "init").images, dm_set.images)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_distill_on_cuda_without_a_gpu_is_one_line_and_touches_nothing(tmp_path, npz, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "dm", "--ipc", "1",
+                        "--out", str(out), "--device", "cuda"], capsys)
+    assert code == 2 and "sees no CUDA device" in err and err.count("\n") == 1
+    assert not out.exists()

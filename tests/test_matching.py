@@ -452,3 +452,25 @@ def test_an_interrupted_iterative_stage_resumes_from_its_own_checkpoint(real, tm
     tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
     assert tiny_dm_defaults == [True]
     assert torch.equal(SyntheticSet.load(tmp_path / "init").images, ref.images)
+
+
+def test_real_data_to_its_own_device_is_itself_and_the_class_index_stays_on_the_cpu(real):
+    assert real.to("cpu") is real and real.device.type == "cpu"
+    assert all(i.device.type == "cpu" for i in real.class_index)
+
+
+@pytest.mark.parametrize("name", ["dc", "random", "kmeans"])
+def test_a_method_that_runs_on_the_cpu_only_refuses_data_elsewhere(name, real, monkeypatch):
+    monkeypatch.setattr(type(real), "device", property(lambda self: torch.device("cuda")))
+    with pytest.raises(ConfigError, match="runs on cpu, not on cuda"):
+        get_method(name).distill(real, 1, seed=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["dm", "dm-multilayer"])
+def test_dm_distils_on_cuda_and_returns_a_cpu_set_that_says_where(name, real, tmp_path):
+    syn = tiny(name, iterations=4, checkpoint_every=2).distill(real.to("cuda"), 2, seed=0, run_dir=tmp_path)
+    assert syn.images.device.type == "cpu" and syn.images.shape == (8, *real.image_shape)
+    assert syn.meta["device"].startswith("cuda") and torch.isfinite(syn.images).all()
+    resumed = tiny(name, iterations=6, checkpoint_every=2)
+    assert resumed.distill(real.to("cuda"), 2, seed=0, run_dir=tmp_path / "b").images.shape == syn.images.shape

@@ -32,6 +32,24 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in parse_set_options(args.data_option).items()}
 
 
+def _device(name: str, cls=None) -> str:
+    """Check `--device`: a device PyTorch knows, visible here, and (with a method class `cls`) one
+    the method runs on."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device: unknown device {name!r}; use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name}: only cpu and cuda are supported")
+    if cls is not None and device.type not in cls.devices:
+        raise ConfigError(f"--device {name}: {cls.name} runs on {' or '.join(cls.devices)}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: PyTorch sees no CUDA device here")
+    return name
+
+
 def _load_real(args: argparse.Namespace, name: str, data_dir: str | None = None, options: dict | None = None):
     from . import load_dataset
 
@@ -95,6 +113,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     cls = METHODS.get(args.method)
+    device = _device(args.device, cls)  # before anything touches the run directory
     if args.resume:
         if args.force:
             raise RunDirError("--resume and --force contradict each other: resume keeps the run, force restarts it")
@@ -119,8 +138,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     try:
         # killed during its init stage: the stage resumes from its own checkpoint, the run starts
         resume = args.resume and (out / CHECKPOINT_FILE).exists()
-        syn = method.distill(real, args.ipc, seed=args.seed, run_dir=out, callbacks=[bar], resume=resume,
-                             teacher=teacher)
+        syn = method.distill(real.to(device), args.ipc, seed=args.seed, run_dir=out, callbacks=[bar],
+                             resume=resume, teacher=teacher)
     finally:
         bar.close()
     if args.data_dir:
@@ -256,7 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             full_data=args.full_data, method_overrides=tuple(args.set),
             data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
             teacher_cache=args.teacher_cache or str(results.parent / "teachers"),
-            teacher_overrides=tuple(args.teacher_set),
+            teacher_overrides=tuple(args.teacher_set), device=_device(args.device),
         )
         run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells,
                  sets_dir=(results.parent / "sets" if args.sets is None else Path(args.sets) if args.sets else None))
@@ -318,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from the checkpoint in --out (same method, ipc, seed, config)")
     d.add_argument("--evaluate", action="store_true", help="evaluate the result with --protocol afterwards")
+    d.add_argument("--device", default="cpu",
+                   help="where the method computes: cpu (default) or cuda[:N] (methods that support it: dm, "
+                        "dm-multilayer); the data is moved there, the set is saved from the CPU, evaluation runs "
+                        "on the CPU")
     _add_teacher_args(d)
     _add_data_args(d)
     _add_protocol_args(d)
@@ -360,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="method config override for the grid, e.g. best-of-random.candidates=5")
     b.add_argument("--full-data", action="store_true", help="also run the (cached) full-data reference")
+    b.add_argument("--device", default="cpu",
+                   help="distil on this device (cpu or cuda[:N]) with the methods that run there (dm, dm-multilayer); "
+                        "the others distil on the CPU; evaluation runs on the CPU; each result row records where its "
+                        "set was distilled")
     b.add_argument("--results", default="benchmarks/results")
     b.add_argument("--markdown", default="BENCHMARKS.md")
     b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")

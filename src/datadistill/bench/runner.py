@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
@@ -47,6 +49,7 @@ class BenchGrid:
     val_fraction: float = 0.1
     teacher_cache: str | None = None  # where teachers are cached (methods tagged needs_teacher)
     teacher_overrides: tuple[str, ...] = ()  # "key=value" for the TeacherRecipe
+    device: str = "cpu"  # where the methods that can (`Method.devices`) distil; the rest and evaluation: CPU
 
     def load_real(self):
         from .. import load_dataset
@@ -163,8 +166,9 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 if shared is not None and not quiet:
                     print(f"{method} ipc={ipc}: init stage taken from {shared}", flush=True)
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
-            syn = m.distill(real, ipc, seed=seed, run_dir=set_dir, resume=resume,
-                            callbacks=[bar], teacher=teacher)
+            on = real.to(grid.device) if torch.device(grid.device).type in m.devices else real
+            syn = m.distill(on, ipc, seed=seed, run_dir=set_dir, resume=resume, callbacks=[bar], teacher=teacher)
+            del on
             bar.close()
             if set_dir is not None:
                 syn.save(set_dir)
@@ -197,7 +201,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "dataset": grid.dataset, "method": method, "ipc": ipc, "seed": seed, "protocol_tag": grid.protocol_tag(),
             "protocol_overrides": list(grid.protocol_overrides),
             "method_config": config_dict(m.config), "method_overrides": overrides,
-            "distill_wall_time_s": round(distill_s, 2), "storage_bytes": syn.storage_bytes["total"],
+            "distill_wall_time_s": round(distill_s, 2), "distill_device": syn.meta.get("device", "cpu"),
+            "storage_bytes": syn.storage_bytes["total"],
             "set_digest": digest(syn.tensors()),  # which set: cells of one set on other architectures agree
             "labels": res.labels, "evaluation": res.as_dict(),
             "distill_iterations": syn.meta.get("iterations"),

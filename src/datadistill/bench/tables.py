@@ -103,7 +103,10 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
                     t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
                     threads = {r.get("machine", {}).get("threads") for r in sel} - {None}
-                    if threads and threads != {2}:
+                    gpus = {r.get("distill_device", "cpu") for r in sel} - {"cpu"}
+                    if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
+                        t += f" ({', '.join(sorted(gpus))})"
+                    elif threads and threads != {2}:
                         t += f" ({'/'.join(map(str, sorted(threads)))} thread{'s' if max(threads) > 1 else ''})"
                     times.append(t)
                     ys.append((k, mean))

@@ -55,6 +55,22 @@ class RealData:
             raise DataError(f"{self.name}: mean/std need {self.channels} values")
 
     @property
+    def device(self) -> torch.device:
+        """Where the splits' tensors live (methods that support it run there)."""
+        return self.train.x.device
+
+    def to(self, device: str | torch.device) -> RealData:
+        """A copy whose splits live on `device` (itself when they already do). Labels and the
+        per-class index stay usable with CPU generators (indices are drawn on the CPU)."""
+        device = torch.device(device)
+        if self.train.x.device == device:
+            return self
+        moved = {name: Split(getattr(self, name).x.to(device), getattr(self, name).y.to(device))
+                 for name in ("train", "val", "test")}
+        return RealData(self.name, **moved, class_names=list(self.class_names), mean=self.mean, std=self.std,
+                        info=dict(self.info))
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
@@ -69,8 +85,9 @@ class RealData:
     @cached_property
     def class_index(self) -> list[torch.Tensor]:
         """`class_index[c]`: indices into `train` of the images of class c."""
-        order = torch.argsort(self.train.y, stable=True)
-        counts = torch.bincount(self.train.y, minlength=self.num_classes).tolist()
+        y = self.train.y.cpu()  # indices on the CPU: drawn with CPU generators, they index any device
+        order = torch.argsort(y, stable=True)
+        counts = torch.bincount(y, minlength=self.num_classes).tolist()
         return list(torch.split(order, counts))
 
     def sample_class(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -146,6 +146,11 @@ class MatchingState:
     def bf16(self) -> bool:
         return self.config.precision == "bf16"
 
+    @property
+    def device_type(self) -> str:
+        """'cpu' or 'cuda': where the run computes (the real data's device), for autocast."""
+        return self.images.device.type
+
     def class_images(self, c: int) -> torch.Tensor:
         return self.images[c * self.ipc:(c + 1) * self.ipc]
 
@@ -265,8 +270,9 @@ class MatchingMethod(Method):
         with torch.random.fork_rng(devices=[]):
             if generator is not None:
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-            return get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
-                             image_size=real.image_shape[1:], **kwargs)
+            net = get_model(cfg.model, channels=real.channels, num_classes=real.num_classes,
+                            image_size=real.image_shape[1:], **kwargs)
+        return net.to(real.device)
 
     def initial_images(self, real: RealData, ipc: int, seed: int,
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +286,7 @@ class MatchingMethod(Method):
                                   "use --set init=noise")
             images = torch.cat([real.sample_class(c, ipc, generator) for c in range(real.num_classes)])
         elif cfg.init == "noise":
-            images = torch.randn((len(labels), *real.image_shape), generator=generator)
+            images = torch.randn((len(labels), *real.image_shape), generator=generator).to(real.device)
         else:
             raise ConfigError(f"init {cfg.init!r} is a method: see init_stage")
         return images.float(), labels
@@ -320,7 +326,7 @@ class MatchingMethod(Method):
         images, got = start.images[order], start.hard_labels[order]
         if not torch.equal(got, labels):
             raise ConfigError(f"init {self.config.init!r} did not return {ipc} images per class")  # type: ignore[attr-defined]
-        return images.float(), labels
+        return images.float().to(real.device), labels
 
     def validate_now(self, state: MatchingState) -> float:
         """Quick accuracy (%) of the current images on the validation split: one ConvNet, no
@@ -328,8 +334,10 @@ class MatchingMethod(Method):
         from ..evaluation import evaluate
 
         syn = self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc, state.seed)
+        real = state.extra.get("cpu_real") or state.real.to("cpu")  # evaluation runs on the CPU
+        state.extra["cpu_real"] = real
         with torch.random.fork_rng(devices=[]):
-            res = evaluate(syn, state.real, "dc", split="val", num_models=1, epochs=self.config.val_epochs,
+            res = evaluate(syn, real, "dc", split="val", num_models=1, epochs=self.config.val_epochs,
                            seed=state.seed)
         return round(res.mean, 3)
 
@@ -384,13 +392,13 @@ class MatchingMethod(Method):
                          elapsed: float) -> None:
         from safetensors.torch import save
 
-        tensors = {"images": state.images.detach().contiguous(),
+        tensors = {"images": state.images.detach().cpu().contiguous(),
                    "generator_state": state.generator.get_state().clone()}
         buf = state.optimizer.state.get(state.images, {}).get("momentum_buffer")
         if buf is not None:
-            tensors["momentum_buffer"] = buf.contiguous()
+            tensors["momentum_buffer"] = buf.cpu().contiguous()
         extra_t, extra_info = self.state_dict(state)
-        tensors.update({f"extra.{k}": v.detach().contiguous() for k, v in extra_t.items()})
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
         info = {"identity": self._checkpoint_identity(real, ipc, seed), "iteration": state.iteration,
                 "updates": state.updates, "elapsed_s": elapsed, "extra": extra_info}
         atomic_write_bytes(path, save(tensors, metadata={"datadistill_checkpoint": json.dumps(info)}))
@@ -422,7 +430,7 @@ class MatchingMethod(Method):
         with torch.no_grad():
             state.images.copy_(tensors["images"])
         if "momentum_buffer" in tensors:
-            state.optimizer.state[state.images]["momentum_buffer"] = tensors["momentum_buffer"].clone()
+            state.optimizer.state[state.images]["momentum_buffer"] = tensors["momentum_buffer"].to(state.images.device)
         state.generator.set_state(tensors["generator_state"])
         state.iteration, state.updates = info["iteration"], info["updates"]
         extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}

@@ -56,6 +56,8 @@ class Method:
     name: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     tags: ClassVar[frozenset[str]] = frozenset()
+    # device types the method runs on: it runs where the real data lives (`RealData.to`)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         cfg = config if config is not None else self.Config()
@@ -87,6 +89,9 @@ class Method:
         `get_teacher(real, cache_dir=...)`); without one they train a default teacher first."""
         if not isinstance(ipc, int) or ipc < 1:
             raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
+        if real.device.type not in self.devices:
+            raise ConfigError(f"{self.name} runs on {' or '.join(self.devices)}, not on {real.device.type}; "
+                              "distil it from data on the CPU")
         smallest = min(len(i) for i in real.class_index)
         if "selection" in self.tags and ipc > smallest:
             raise ConfigError(f"{self.name}: ipc {ipc} exceeds the smallest class ({smallest} training images)")
@@ -101,6 +106,8 @@ class Method:
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
                                callbacks=tuple(callbacks), **kwargs)
         result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))
+        if real.device.type != "cpu":  # the wall time is not a CPU figure: say where it was measured
+            result.meta.setdefault("device", device_name(real.device))
         return result
 
     def for_ipc(self, ipc: int) -> Method:
@@ -116,7 +123,7 @@ class Method:
     def make_set(self, real: RealData, images: torch.Tensor, labels: torch.Tensor, ipc: int, seed: int,
                  **extra: Any) -> SyntheticSet:
         return SyntheticSet(
-            images=images.detach().float().contiguous(), labels=labels, dataset=real.name,
+            images=images.detach().float().cpu().contiguous(), labels=labels.cpu(), dataset=real.name,
             class_names=list(real.class_names), mean=real.mean, std=real.std, ipc=ipc, method=self.name,
             config=config_dict(self.config), seed=seed, **extra,
         )
@@ -125,6 +132,13 @@ class Method:
     def report(callbacks: Sequence[Callback], progress: Progress) -> None:
         for cb in callbacks:
             cb(progress)
+
+
+def device_name(device: torch.device) -> str:
+    """'cuda (NVIDIA H200)' and the like: where a run computed."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -76,6 +76,7 @@ class DM(MatchingMethod):
         checkpoint_every: int = 500
 
     tags = frozenset({"iterative"})
+    devices = ("cpu", "cuda")  # everything follows the real data's device
 
     # ---- what is matched (the multi-layer form overrides these) --------------------------------
     def matched_layers(self) -> tuple[int, ...] | None:
@@ -102,9 +103,10 @@ class DM(MatchingMethod):
         for p in template.parameters():
             p.requires_grad_(False)
         wrapper = _Features(template, layers)
+        device_type = real.device.type
 
         def feats(params, buffers, x):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=state.bf16):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=state.bf16):
                 return functional_call(wrapper, (params, buffers), (x,))
 
         state.extra["features"] = torch.compile(feats, dynamic=False) if cfg.compile else feats
@@ -223,7 +225,7 @@ class DMMultiLayer(DM):
 
     def match_loss(self, syn_stats: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
         embed_dim = next(t.shape[1] for t, (_, kind, _) in zip(targets, self.terms) if kind == "embedding")
-        total = torch.zeros((), dtype=torch.float32)
+        total = torch.zeros((), dtype=torch.float32, device=targets[0].device)
         for s, t, (_, kind, _) in zip(syn_stats, targets, self.terms):
             weight = embed_dim / t.shape[1] * (1.0 if kind == "embedding" else self.config.layer_weight)
             total = total + ((t - s) ** 2).sum() * weight
