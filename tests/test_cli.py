@@ -124,8 +124,16 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     assert all(first[n] == (results / n).stat().st_mtime_ns for n in first)  # done cells were skipped
     row = json.loads(cells[0].read_text())
     assert {"method", "ipc", "seed", "evaluation", "distill_wall_time_s", "storage_bytes"} <= set(row)
+    assert row["distill_device"] == "cpu"
     text = md.read_text()
     assert "| random |" in text and "| class-mean |" in text and "IPC 2" in text
+    assert "measured on that GPU" not in text
+    # a set distilled on a GPU: its time is marked with the GPU's name, and a note says what that means
+    row["distill_device"] = "cuda (NVIDIA H200)"
+    cells[0].write_text(json.dumps(row))
+    code, _, _ = run([*argv, "--report-only"], capsys)
+    text = md.read_text()
+    assert code == 0 and "(NVIDIA H200)" in text and "measured on that GPU" in text
 
 
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):

@@ -72,6 +72,11 @@ def _protocol_line(p: dict[str, Any]) -> str:
             f"{p['num_models']} models per cell, {p['precision']}")
 
 
+def _device_label(device: str) -> str:
+    """'cuda (NVIDIA H200)' -> 'NVIDIA H200': the name a distill time was measured on."""
+    return device[len("cuda ("):-1] if device.startswith("cuda (") and device.endswith(")") else device
+
+
 def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     cells, refs, speed = _load(results_dir)
     lines = [HEADER]
@@ -90,6 +95,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             f"published IPC {k}" for k in ipcs) + " | distill time (s) |"
         lines += [head, "|" + "---|" * (2 * len(ipcs) + 2)]
         series, notes = {}, []
+        off_cpu = False
         for m in methods:
             cellv, pubv, times = [], [], []
             ys = []
@@ -103,9 +109,10 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
                     t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
                     threads = {r.get("machine", {}).get("threads") for r in sel} - {None}
-                    gpus = {r.get("distill_device", "cpu") for r in sel} - {"cpu"}
+                    gpus = {_device_label(r.get("distill_device", "cpu")) for r in sel} - {"cpu"}
                     if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
                         t += f" ({', '.join(sorted(gpus))})"
+                        off_cpu = True
                     elif threads and threads != {2}:
                         t += f" ({'/'.join(map(str, sorted(threads)))} thread{'s' if max(threads) > 1 else ''})"
                     times.append(t)
@@ -132,6 +139,9 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                              + " | ".join(f"{pub.get(k, float('nan')):.1f}" for k in ipcs)
                              + f" | {ref['wall_time_s']:.0f} |")
         lines.append("")
+        if off_cpu:
+            notes.append("- A distill time marked with a GPU's name was measured on that GPU (`--device cuda`), not on "
+                         "the 2-core CPU of the other times; its evaluation ran on the CPU like every other.")
         if notes:
             lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
