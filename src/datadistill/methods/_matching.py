@@ -146,11 +146,6 @@ class MatchingState:
     def bf16(self) -> bool:
         return self.config.precision == "bf16"
 
-    @property
-    def device_type(self) -> str:
-        """'cpu' or 'cuda': where the run computes (the real data's device), for autocast."""
-        return self.images.device.type
-
     def class_images(self, c: int) -> torch.Tensor:
         return self.images[c * self.ipc:(c + 1) * self.ipc]
 
