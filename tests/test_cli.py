@@ -133,7 +133,7 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     cells[0].write_text(json.dumps(row))
     code, _, _ = run([*argv, "--report-only"], capsys)
     text = md.read_text()
-    assert code == 0 and "(NVIDIA H200)" in text and "measured on that GPU" in text
+    assert code == 0 and "(NVIDIA H200)" in text and "measured on that GPU" in text and "--device cuda" in text
 
 
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):

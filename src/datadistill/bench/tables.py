@@ -157,6 +157,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         for r in rows:
             ov = r.get("method_overrides") or {}
             key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
+            if r.get("distill_device", "cpu").startswith("cuda"):
+                key = (key + " --device cuda").strip()  # the set was distilled there
             methods_ipcs = variants.setdefault(key, (set(), set()))
             methods_ipcs[0].add(r["method"])
             methods_ipcs[1].add(r["ipc"])
