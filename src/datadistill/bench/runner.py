@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .._io import atomic_write_json
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
@@ -166,9 +164,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 if shared is not None and not quiet:
                     print(f"{method} ipc={ipc}: init stage taken from {shared}", flush=True)
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] {method} ipc={ipc} seed={seed}" + (" (resumed)" if resume else ""))
-            on = real.to(grid.device) if torch.device(grid.device).type in m.devices else real
-            syn = m.distill(on, ipc, seed=seed, run_dir=set_dir, resume=resume, callbacks=[bar], teacher=teacher)
-            del on
+            syn = m.distill(m.place(real, grid.device), ipc, seed=seed, run_dir=set_dir, resume=resume,
+                            callbacks=[bar], teacher=teacher)
             bar.close()
             if set_dir is not None:
                 syn.save(set_dir)

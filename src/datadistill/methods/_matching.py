@@ -308,7 +308,7 @@ class MatchingMethod(Method):
             resume = method._checkpoint_identity(real, ipc, seed) == method._read_checkpoint(
                 stage / CHECKPOINT_FILE)[1]["identity"]
         tagged = [lambda p, cb=cb: cb(dataclasses.replace(p, message=f"init: {method.name}")) for cb in callbacks]
-        on = real if real.device.type in method.devices else real.to("cpu")  # e.g. a coreset start for a GPU run
+        on = method.place(real, real.device)  # a CPU-only start (e.g. a coreset) of a GPU run: on the CPU
         got = method.distill(on, ipc, seed=seed, run_dir=stage if isinstance(method, MatchingMethod) else None,
                              resume=resume, callbacks=tagged)
         if stage is not None:

@@ -110,6 +110,10 @@ class Method:
             result.meta.setdefault("device", device_name(real.device))
         return result
 
+    def place(self, real: RealData, device: str | torch.device) -> RealData:
+        """`real` on `device` when this method runs there, else on the CPU."""
+        return real.to(device if torch.device(device).type in self.devices else "cpu")
+
     def for_ipc(self, ipc: int) -> Method:
         """This method with its config made concrete for `ipc` (itself when nothing is 'auto')."""
         cfg = self.config.for_ipc(ipc)
