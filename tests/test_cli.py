@@ -80,6 +80,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
     (["distill", "--dataset", "tensors", "--method", "dm", "--ipc", "1", "--out", "X", "--device", "meta"],
      "only cpu and cuda"),
     (["bench", "--dataset", "tensors", "--methods", "dm", "--ipc", "1", "--device", "gpu0"], "unknown device"),
+    (["evaluate", "X", "--device", "gpu0"], "unknown device"),
     (["evaluate", "does-not-exist"], "missing"),
     (["evaluate", "X", "--protocol", "nope"], "nope"),
 ])
@@ -134,6 +135,14 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     code, _, _ = run([*argv, "--report-only"], capsys)
     text = md.read_text()
     assert code == 0 and "(NVIDIA H200)" in text and "measured on that GPU" in text and "--device cuda" in text
+    assert "its evaluation ran on the CPU" in text and "Evaluated on the" not in text
+    # ... and evaluated there: a note names the cell, and its command carries --device cuda
+    row["evaluation"]["device"] = "cuda (NVIDIA H200)"
+    cells[0].write_text(json.dumps(row))
+    code, _, _ = run([*argv, "--report-only"], capsys)
+    text = md.read_text()
+    assert code == 0 and f"Evaluated on the NVIDIA H200 (`--device cuda`): {row['method']} IPC {row['ipc']}" in text
+    assert "its evaluation ran on the CPU" not in text
 
 
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):

@@ -50,6 +50,44 @@ def test_evaluation_resumes_model_by_model(tiny_real):
         evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=records * 2, **opts)
 
 
+def test_evaluation_says_where_it_ran_and_rejects_bad_devices(tiny_real):
+    """`device` picks where the models train; the result (and each model's record) names it. A
+    resumed evaluation whose first models ran elsewhere names both. Bad devices are one-line errors."""
+    opts = dict(FAST, num_models=2, epochs=5)
+    records = []
+    here = evaluate(real_subset(tiny_real), tiny_real, "dsa", on_model=records.append, **opts)
+    explicit = evaluate(real_subset(tiny_real), tiny_real, "dsa", device="cpu", **opts)
+    assert here.device == explicit.device == "cpu" and here.per_model == explicit.per_model
+    assert [r["device"] for r in records] == ["cpu", "cpu"]
+    elsewhere = [dict(records[0], device="cuda (Some GPU)")]
+    mixed = evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=elsewhere, **opts)
+    assert mixed.device == "cuda (Some GPU) + cpu" and mixed.per_model == here.per_model
+    for bad, msg in (("gpu0", "unknown device 'gpu0'"), ("meta", "only cpu and cuda")):
+        with pytest.raises(ConfigError, match=msg):
+            evaluate(real_subset(tiny_real), tiny_real, "dsa", device=bad, **opts)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA device"):
+            evaluate(real_subset(tiny_real), tiny_real, "dsa", device="cuda", **opts)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_evaluation_on_cuda_matches_the_cpu(tiny_real):
+    """The same models, batches and augmentation draws on a GPU: hard labels with DSA, stored soft
+    labels, and data already on the device. Only rounding differs, so accuracies agree closely."""
+    opts = dict(FAST, num_models=2, epochs=20)
+    cpu = evaluate(real_subset(tiny_real), tiny_real, "dsa", **opts)
+    gpu = evaluate(real_subset(tiny_real), tiny_real, "dsa", device="cuda", **opts)
+    assert gpu.device.startswith("cuda (") and cpu.device == "cpu"
+    assert abs(gpu.mean - cpu.mean) < 10
+    on_device = evaluate(real_subset(tiny_real), tiny_real.to("cuda"), "dsa", **opts)
+    assert on_device.device == gpu.device
+    soft = real_subset(tiny_real)
+    soft.labels = torch.nn.functional.one_hot(soft.labels, tiny_real.num_classes).float()
+    s_cpu = evaluate(soft, tiny_real, "dc", label_mode="soft", temperature=4.0, **opts)
+    s_gpu = evaluate(soft, tiny_real, "dc", label_mode="soft", temperature=4.0, device="cuda", **opts)
+    assert abs(s_gpu.mean - s_cpu.mean) < 10
+
+
 def test_soft_labels_used_only_in_soft_mode(tiny_real):
     """Uniform soft labels carry no information: soft-mode training cannot learn, hard-mode
     training on the argmax of the same set ignores them."""

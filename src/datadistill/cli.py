@@ -35,18 +35,15 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
 def _device(name: str, cls=None) -> str:
     """Check `--device`: a device PyTorch knows, visible here, and (with a method class `cls`) one
     the method runs on."""
-    import torch
+    from .devices import check_device
 
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device: unknown device {name!r}; use cpu or cuda") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {name}: only cpu and cuda are supported")
-    if cls is not None and device.type not in cls.devices:
-        raise ConfigError(f"--device {name}: {cls.name} runs on {' or '.join(cls.devices)}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: PyTorch sees no CUDA device here")
+        device = check_device(name, here=False)
+        if cls is not None and device.type not in cls.devices:
+            raise ConfigError(f"device {name!r}: {cls.name} runs on {' or '.join(cls.devices)}")
+        check_device(device)
+    except ConfigError as e:
+        raise ConfigError(f"--device: {e}") from None
     return name
 
 
@@ -153,14 +150,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
     save_loss_curve(out, out / "loss.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
     if protocol is not None:
-        _evaluate_into(out, syn, real, protocol, args.quiet, teacher=teacher)
+        _evaluate_into(out, syn, real, protocol, args.quiet, teacher=teacher, device=device)
         msg += f"; test accuracy {syn.meta['evaluation'][protocol.model]['mean']:.2f}%"
     print(msg)
     return 0
 
 
 def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = (),
-                   split: str = "test", teacher=None) -> dict:
+                   split: str = "test", teacher=None, device: str = "cpu") -> dict:
     """Evaluate on `split` and record it in the manifest: test results under `evaluation` (and in
     the report), validation results under `validation` (for choosing configs; never in the report)."""
     from .evaluation import evaluate
@@ -171,7 +168,8 @@ def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequ
         p = protocol.replace(model=model)
         bar = _Bar(f"evaluate {model}" + (" on the validation split" if split == "val" else ""), quiet)
         try:
-            results[model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher).as_dict()
+            results[model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher,
+                                      device=device).as_dict()
         finally:
             bar.close()
     syn.meta.setdefault("evaluation" if split == "test" else "validation", {}).update(results)
@@ -185,6 +183,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .synthetic import SyntheticSet
 
     protocol = _protocol(args)
+    device = _device(args.device)
     syn = SyntheticSet.load(args.dir)
     # The data location recorded at distillation time is used unless --data-dir is given.
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
@@ -193,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if protocol.label_mode == "teacher":
         teacher = _set_teacher(args, syn, real)
     results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models, split=args.split,
-                             teacher=teacher)
+                             teacher=teacher, device=device)
     if args.split == "val":
         print("validation split:")
     for model, r in results.items():
@@ -339,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--evaluate", action="store_true", help="evaluate the result with --protocol afterwards")
     d.add_argument("--device", default="cpu",
                    help="where the method computes: cpu (default) or cuda[:N] (methods that support it: dm, "
-                        "dm-multilayer); the data is moved there, the set is saved from the CPU, evaluation runs "
-                        "on the CPU")
+                        "dm-multilayer); the data is moved there, the set is saved from the CPU; --evaluate "
+                        "trains its models there too")
     _add_teacher_args(d)
     _add_data_args(d)
     _add_protocol_args(d)
@@ -352,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("test", "val"), default="test",
                    help="val: accuracy on the validation split, to choose between configs (kept apart from "
                         "the test results)")
+    e.add_argument("--device", default="cpu",
+                   help="where the models train and test: cpu (default) or cuda[:N]; the result records it")
     _add_teacher_args(e)
     _add_data_args(e)
     _add_protocol_args(e)
@@ -384,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method config override for the grid, e.g. best-of-random.candidates=5")
     b.add_argument("--full-data", action="store_true", help="also run the (cached) full-data reference")
     b.add_argument("--device", default="cpu",
-                   help="distil on this device (cpu or cuda[:N]) with the methods that run there (dm, dm-multilayer); "
-                        "the others distil on the CPU; evaluation runs on the CPU; each result row records where its "
-                        "set was distilled")
+                   help="evaluate on this device (cpu or cuda[:N]), and distil there with the methods that run "
+                        "there (dm, dm-multilayer; the others distil on the CPU); each result row records where its "
+                        "set was distilled and evaluated")
     b.add_argument("--results", default="benchmarks/results")
     b.add_argument("--markdown", default="BENCHMARKS.md")
     b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")

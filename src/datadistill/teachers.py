@@ -105,13 +105,15 @@ class Teacher:
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        """(N, K) float32 logits of images `x` (normalised space), eval mode (running BN statistics)."""
+        """(N, K) float32 logits of images `x` (normalised space), eval mode (running BN statistics),
+        computed where the teacher lives and returned where `x` lives."""
         self.model.eval()
+        dev = next(self.model.parameters()).device
         outs = []
         for start in range(0, len(x), batch_size):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
-                outs.append(self.model(x[start:start + batch_size]).float())
-        return torch.cat(outs) if outs else torch.empty(0)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
+                outs.append(self.model(x[start:start + batch_size].to(dev)).float().to(x.device))
+        return torch.cat(outs) if outs else torch.empty(0, device=x.device)
 
     def describe(self) -> dict[str, Any]:
         """What a distilled set records about the teacher that labelled it."""

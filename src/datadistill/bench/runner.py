@@ -47,7 +47,7 @@ class BenchGrid:
     val_fraction: float = 0.1
     teacher_cache: str | None = None  # where teachers are cached (methods tagged needs_teacher)
     teacher_overrides: tuple[str, ...] = ()  # "key=value" for the TeacherRecipe
-    device: str = "cpu"  # where the methods that can (`Method.devices`) distil; the rest and evaluation: CPU
+    device: str = "cpu"  # where evaluation runs, and the methods that can (`Method.devices`) distil
 
     def load_real(self):
         from .. import load_dataset
@@ -178,7 +178,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         def evaluate_cell(**resume: Any) -> EvalResult:
             bar = _bar(quiet, f"[{i + 1}/{len(todo)}] evaluate {method} ipc={ipc}")
             try:
-                return evaluate(syn, real, protocol, progress=bar, **resume)
+                return evaluate(syn, real, protocol, progress=bar, device=grid.device, **resume)
             finally:
                 bar.close()
 
@@ -192,7 +192,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 teacher = _teacher(grid, real, quiet)
             track = soft_track(real=real, syn=syn, method=m, ipc=ipc, seed=seed, protocol=protocol,
                                protocol_tag=grid.protocol_tag(), architecture=grid.architecture_overrides(),
-                               teacher=teacher, soft_result=res.as_dict(),
+                               teacher=teacher, soft_result=res.as_dict(), device=grid.device,
                                set_dir=set_dir, results_dir=results_dir, bar=lambda d: _bar(quiet, d))
         row = {
             "dataset": grid.dataset, "method": method, "ipc": ipc, "seed": seed, "protocol_tag": grid.protocol_tag(),

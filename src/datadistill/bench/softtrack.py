@@ -96,11 +96,13 @@ def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dic
 
 def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag: str, teacher,
                soft_result: dict[str, Any], set_dir: Path | None, results_dir: Path,
-               bar: Callable[[str], Any], architecture: tuple[str, ...] = ()) -> dict[str, Any]:
+               bar: Callable[[str], Any], architecture: tuple[str, ...] = (),
+               device: str = "cpu") -> dict[str, Any]:
     """The comparison row of a soft-label cell whose soft evaluation is `soft_result` (see the module
     docstring). `architecture`: the cell's `--eval-set` items that pick the model (none: the
-    protocol's ConvNet-3); the hard-label evaluations use the same. The full-data accuracy is the
-    default full-data reference's, when cached, and only for the default architecture."""
+    protocol's ConvNet-3); the hard-label evaluations use the same. `device`: where they train. The
+    full-data accuracy is the default full-data reference's, when cached, and only for the default
+    architecture."""
     from ..config import parse_set_options
     from ..evaluation import ReferenceRecipe, evaluate, get_protocol, reference_key
     from ..evaluation.evaluate import digits_like
@@ -118,7 +120,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
         def go(**resume: Any):
             b = bar(f"soft track: {what}")
             try:
-                return evaluate(make_set(), real, p, progress=b, **resume)
+                return evaluate(make_set(), real, p, progress=b, device=device, **resume)
             finally:
                 b.close()
 

@@ -77,6 +77,30 @@ def _device_label(device: str) -> str:
     return device[len("cuda ("):-1] if device.startswith("cuda (") and device.endswith(")") else device
 
 
+def _eval_devices(cell: dict[str, Any]) -> set[str]:
+    """The GPUs (by name) that trained any of a cell's evaluations (`bench --device cuda`): its own
+    and, for a soft-label cell, its track's. Empty when all ran on the CPU."""
+    evals = [cell["evaluation"], *(v for v in (cell.get("soft_track") or {}).values()
+                                   if isinstance(v, dict) and "per_model" in v)]
+    return {_device_label(part) for e in evals for part in e.get("device", "cpu").split(" + ")} - {"cpu"}
+
+
+def _gpu_eval_note(rows: list[dict]) -> list[str]:
+    """A note naming the cells evaluated on a GPU, if any."""
+    where: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        for gpu in _eval_devices(r):
+            where[gpu].add(f"{_label(r)} IPC {r['ipc']}")
+    return [f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(cells))}. Same protocol, seeds and "
+            "random draws as on the CPU (every draw is made on the CPU); only floating-point rounding differs."
+            for gpu, cells in sorted(where.items())]
+
+
+def _on_gpu(cell: dict[str, Any]) -> bool:
+    """Whether a cell was distilled or evaluated on a GPU (its command then carries `--device cuda`)."""
+    return cell.get("distill_device", "cpu").startswith("cuda") or bool(_eval_devices(cell))
+
+
 def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     cells, refs, speed = _load(results_dir)
     lines = [HEADER]
@@ -139,9 +163,12 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                              + " | ".join(f"{pub.get(k, float('nan')):.1f}" for k in ipcs)
                              + f" | {ref['wall_time_s']:.0f} |")
         lines.append("")
+        gpu_evals = _gpu_eval_note(rows)
         if off_cpu:
             notes.append("- A distill time marked with a GPU's name was measured on that GPU (`--device cuda`), not on "
-                         "the 2-core CPU of the other times; its evaluation ran on the CPU like every other.")
+                         "the 2-core CPU of the other times"
+                         + ("." if gpu_evals else "; its evaluation ran on the CPU like every other."))
+        notes += gpu_evals
         if notes:
             lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
@@ -157,8 +184,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         for r in rows:
             ov = r.get("method_overrides") or {}
             key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
-            if r.get("distill_device", "cpu").startswith("cuda"):
-                key = (key + " --device cuda").strip()  # the set was distilled there
+            if _on_gpu(r):
+                key = (key + " --device cuda").strip()  # the set was distilled or evaluated there
             methods_ipcs = variants.setdefault(key, (set(), set()))
             methods_ipcs[0].add(r["method"])
             methods_ipcs[1].add(r["ipc"])
@@ -256,6 +283,11 @@ def _soft_track(cells: list[dict]) -> list[str]:
         methods = sorted({c["method"] for c in sel})
         ipcs = sorted({c["ipc"] for c in sel})
         evs = "".join(f" --eval-set {o}" for o in sel[0].get("protocol_overrides", []))
+        if any(_on_gpu(c) for c in sel):
+            evs += " --device cuda"
+        gpu_evals = _gpu_eval_note(sel)
+        if gpu_evals:
+            lines += ["", *gpu_evals]
         lines += ["", f"Reproduce: `datadistill bench --dataset {dataset} --methods {','.join(methods)} --ipc "
                   f"{','.join(map(str, ipcs))} --protocol {tag.split('-')[0]}{evs}`", ""]
     return lines
@@ -268,6 +300,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
 
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
+    gpu_cells: dict[tuple, dict[str, set[str]]] = defaultdict(dict)
     defaults = Protocol().as_dict()
     for c in cells:
         p = c["evaluation"]["protocol"]
@@ -278,9 +311,13 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
+        for gpu in _eval_devices(c):
+            gpu_cells[key].setdefault(gpu, set()).add(f"{_label(c)} on {p['model']}")
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
             ov = " ".join(f"--set {c['method']}.{k}={v}" for k, v in sorted((c.get("method_overrides") or {}).items()))
             evs = " ".join(f"--eval-set {o}" for o in c.get("protocol_overrides", []))
+            if _on_gpu(c):
+                evs += " --device cuda"
             commands[key].setdefault((evs, ov), set()).add(c["method"])
     lines: list[str] = []
     order = ["convnet", "mlp", "lenet", "alexnet", "vgg11", "resnet18"]
@@ -299,6 +336,9 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                 vals.append(f"{statistics.fmean(accs):.1f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.1f}"
                             if accs else "—")
             lines.append(f"| {method} | " + " | ".join(vals) + " |")
+        for gpu, where in sorted(gpu_cells[key].items()):
+            lines += ["", f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(where))}. Same protocol, "
+                      "seeds and random draws as on the CPU; only floating-point rounding differs."]
         lines += ["", "Reproduce (the other columns; each evaluates the stored sets):", ""]
         lines += [f"- `datadistill bench --dataset {dataset} --methods {','.join(sorted(names))} --ipc {ipc} "
                   f"--protocol {preset} {evs}" + (f" {ov}" if ov else "") + "`"

@@ -11,6 +11,7 @@ import torch
 
 from ..augment import DSAConfig
 from ..data import RealData
+from ..devices import check_device, device_name
 from ..errors import ConfigError
 from ..models import get_model
 from ..synthetic import SyntheticSet
@@ -34,6 +35,7 @@ class EvalResult:
     test_time_s: float
     num_images: int
     labels: str
+    device: str = "cpu"  # where the models trained ('cuda (NVIDIA H200)'; 'cpu + cuda (...)' if resumed across)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,10 +61,12 @@ def train_eval_models(
     progress: Callable[[int, int], None] | None = None, batches: Callable | None = None,
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
-    epochs over all models.
+    epochs over all models. The models train and test on `device` (default: where `real` lives);
+    each is initialised on the CPU from its seed, so it starts from the same weights everywhere.
 
     Each model is seeded by its index alone, so an evaluation can resume: `finished` holds the
     records (`on_model` receives one as each model ends: accuracy, per-class accuracy, seconds) of
@@ -72,6 +76,10 @@ def train_eval_models(
     target = real.test if split == "test" else real.val
     if len(target) == 0:
         raise ConfigError(f"{real.name} has an empty {split} split")
+    dev = check_device(device) if device is not None else real.device
+    x, y = x.to(dev), y.to(dev)
+    sample_weights = sample_weights.to(dev) if sample_weights is not None else None
+    test_x, test_y = target.x.to(dev), target.y.to(dev)
     dsa = None
     if protocol.augment == "dsa":
         dsa = DSAConfig(strategy=protocol.dsa_strategy)
@@ -93,6 +101,7 @@ def train_eval_models(
             torch.manual_seed(seed)
             model = get_model(protocol.model, channels=real.channels, num_classes=real.num_classes,
                               image_size=real.image_shape[1:], **protocol.model_options)
+        model.to(dev)
         g = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
         on_epoch = None
@@ -105,7 +114,7 @@ def train_eval_models(
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
             optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets)
         t1 = time.perf_counter()
-        acc, pc = accuracy(model, target.x, target.y, real.num_classes, batch_size=protocol.eval_batch_size,
+        acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
         t2 = time.perf_counter()
         t_test += t2 - t1
@@ -113,7 +122,8 @@ def train_eval_models(
         accs.append(100 * acc)
         per_class.append([100 * a for a in pc])
         if on_model is not None:
-            on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1})
+            on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1,
+                      "device": device_name(dev)})
     return accs, per_class, t_train, t_test
 
 
@@ -127,6 +137,7 @@ def evaluate(
     teacher: Any = None,
     finished: Sequence[dict[str, Any]] = (),
     on_model: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -136,9 +147,13 @@ def evaluate(
     augmentation, so the protocol's `augment` must be 'none'), else per image; 'teacher' labels each
     training batch with the live `teacher` (nothing stored: reported as its own mode). The set's
     learned lr is used only when `protocol.use_learned_lr`. `finished` / `on_model`: resuming an
-    interrupted evaluation model by model (`train_eval_models`).
+    interrupted evaluation model by model (`train_eval_models`). `device`: where the models train
+    (default: where `real` lives); the set, the test split and stored views are moved there. The
+    result's `device` names it. Only the arithmetic's rounding differs between devices: every random
+    draw (initialisation, shuffling, augmentation) is made on the CPU.
     """
     protocol = get_protocol(protocol, **overrides)
+    dev = check_device(device) if device is not None else real.device
     if synthetic.dataset != real.name or synthetic.num_classes != real.num_classes:
         raise ConfigError(f"synthetic set is for {synthetic.dataset!r} ({synthetic.num_classes} classes), "
                           f"real data is {real.name!r} ({real.num_classes} classes)")
@@ -182,13 +197,14 @@ def evaluate(
     accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr,
                                                          sample_weights=w, progress=progress,
                                                          batches=batches, targets=targets,
-                                                         finished=finished, on_model=on_model)
+                                                         finished=finished, on_model=on_model, device=dev)
+    here = [rec.get("device", "cpu") for rec in finished] + [device_name(dev)] * (len(accs) - len(finished))
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(
         mean=statistics.fmean(accs), std=statistics.pstdev(accs) if len(accs) > 1 else 0.0, per_model=accs,
         per_class=pcm, model=protocol.model, split=split, protocol=protocol.as_dict(),
         train_time_s=round(t_train, 3), test_time_s=round(t_test, 3), num_images=len(x),
-        labels=protocol.label_mode,
+        labels=protocol.label_mode, device=" + ".join(dict.fromkeys(here)),
     )
 
 

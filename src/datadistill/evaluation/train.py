@@ -34,11 +34,12 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> tor
 _STEP_CACHE: dict[tuple, Callable] = {}
 
 
-def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float) -> Callable:
-    """(params, buffers, x, y) -> loss, with grads accumulated into params' .grad via autograd."""
+def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float, device_type: str = "cpu") -> Callable:
+    """(params, buffers, x, y) -> loss, with grads accumulated into params' .grad via autograd.
+    `device_type`: where the model and the batches live ('cpu' or 'cuda'), for autocast."""
 
     def step(params, buffers, x, y):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             out = functional_call(model, (params, buffers), (x,))
         loss = _loss(out, y, temperature)
         return loss
@@ -47,7 +48,7 @@ def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float) ->
         return step
     # One compiled graph per (architecture instance type and config, precision); parameters are
     # inputs, so a fresh model of the same architecture does not recompile.
-    key = (type(model), repr(model), bf16, temperature)
+    key = (type(model), repr(model), bf16, temperature, device_type)
     fn = _STEP_CACHE.get(key)
     if fn is None:
         fn = torch.compile(step, dynamic=False)
@@ -56,7 +57,7 @@ def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float) ->
 
 
 def _weighted_step(model, params, buffers, x, y, w, precision, temperature):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = functional_call(model, (params, buffers), (x,)).float()
     if y.ndim == 2:
         per = -(y * F.log_softmax(out / temperature, 1)).sum(1) * temperature**2
@@ -104,9 +105,14 @@ def fit(
     `decay_at` of the epochs) or 'cosine' (per epoch, from lr to 0). `batches(epoch, order)`, when
     given, yields the (inputs, targets) of each step from the epoch's shuffled `order` instead of
     slicing (x, y) (stored soft-label views); `targets(inputs)` replaces each batch's targets (a live
-    teacher)."""
+    teacher).
+
+    Training runs where `model`'s parameters live: batches (and their targets) are moved there, so
+    `x`, `y` and `batches` may stay on the CPU; shuffling and augmentation draws use the CPU
+    `generator` either way, so a run draws the same batches on every device."""
     model.train()
     params = dict(model.named_parameters())
+    device = next(iter(params.values())).device if params else torch.device("cpu")
     buffers = dict(model.named_buffers())
     if optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
@@ -115,7 +121,7 @@ def fit(
                               nesterov=nesterov)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
-    step = _step_fn(model, precision == "bf16", compile, temperature)
+    step = _step_fn(model, precision == "bf16", compile, temperature, device.type)
     n = len(x)
     decay_epoch = int(epochs * decay_at) if decay_at and schedule == "step" else None
     loss_val = math.nan
@@ -136,12 +142,14 @@ def fit(
         order = torch.randperm(n, generator=generator)
         for start, (xb, yb) in zip(range(0, n, batch_size), (batches or slices)(epoch, order)):
             idx = order[start:start + batch_size]
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if dsa is not None:
                 xb = augment(xb, dsa, generator)
             if targets is not None:
-                yb = targets(xb)
+                yb = targets(xb).to(device)
             if sample_weights is not None:
-                loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx], precision, temperature)
+                loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx].to(device), precision,
+                                      temperature)
             else:
                 loss = step(params, buffers, xb, yb)
             opt.zero_grad(set_to_none=True)
@@ -156,11 +164,11 @@ def fit(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000, precision: str = "bf16") -> torch.Tensor:
-    """(N, K) float32 logits."""
+    """(N, K) float32 logits, computed where `x` lives (the model must be there too)."""
     model.eval()
     outs = []
     for start in range(0, len(x), batch_size):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             outs.append(model(x[start:start + batch_size]).float())
     model.train()
     return torch.cat(outs) if outs else torch.empty(0)
@@ -170,7 +178,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
              batch_size: int = 1000, precision: str = "bf16") -> tuple[float, list[float]]:
     """(overall accuracy, per-class accuracies) on (x, y), in [0, 1]."""
     pred = predict(model, x, batch_size=batch_size, precision=precision).argmax(1)
-    correct = (pred == y).float()
+    correct = (pred == y).float().cpu()
+    y = y.cpu()
     per_class = []
     for c in range(num_classes):
         mask = y == c

@@ -13,6 +13,7 @@ import torch
 
 from ..config import config_dict, update_config
 from ..data import RealData
+from ..devices import device_name  # noqa: F401  (re-exported: methods.base.device_name)
 from ..errors import ConfigError
 from ..registry import Registry
 from ..synthetic import SyntheticSet
@@ -136,13 +137,6 @@ class Method:
     def report(callbacks: Sequence[Callback], progress: Progress) -> None:
         for cb in callbacks:
             cb(progress)
-
-
-def device_name(device: torch.device) -> str:
-    """'cuda (NVIDIA H200)' and the like: where a run computed."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
 
 
 METHODS: Registry[type[Method]] = Registry("method")
