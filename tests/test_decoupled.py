@@ -54,6 +54,9 @@ def test_teacher_cache_second_call_does_not_retrain(real, teacher, teacher_dir, 
     x = real.test.x
     assert torch.equal(again.logits(x), teacher.logits(x))
     assert again.info["test_accuracy"] == teacher.info["test_accuracy"]
+    # which weights: recorded in every set it labels, and equal for the cached copy
+    assert again.info["weights_digest"] == teacher.info["weights_digest"]
+    assert teacher.describe()["weights_digest"] == teacher.info["weights_digest"]
     # another recipe (another seed) is another key, so it would train
     other = TINY_TEACHER.replace(seed=1)
     assert teacher_key(real, other) != teacher_key(real, TINY_TEACHER)
@@ -322,15 +325,45 @@ def test_bench_soft_track_row(tmp_path, monkeypatch):
         [again] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
     assert json.loads(again.read_text())["evaluation"] == row["evaluation"]
     assert json.loads(again.read_text())["soft_track"] == t
+    # the same recipe trained again gives other weights under the same key: the stored set, labelled
+    # by the first weights, is relabelled, and the random subset's soft evaluation is not reused
+    from safetensors.torch import load_file, save_file
+
+    path.unlink()
+    [wfile] = (tmp_path / "teachers").glob("*/weights.safetensors")
+    first_weights = load_file(str(wfile))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in first_weights.items()}, str(wfile))
+    [retrained] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    row_r = json.loads(retrained.read_text())
+    assert row_r["teacher"]["key"] == row["teacher"]["key"]
+    assert row_r["teacher"]["weights_digest"] != row["teacher"]["weights_digest"]
+    assert row_r["set_digest"] != row["set_digest"]
+    assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 2
+    save_file(first_weights, str(wfile))
     # another teacher: the stored set (relabelled by the first) is not reused, nor its sub-evaluations
     path.unlink()
     other = dataclasses.replace(grid, teacher_overrides=grid.teacher_overrides + ("seed=1",))
     [path2] = run_grid(other, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
     row2 = json.loads(path2.read_text())
     assert row2["teacher"]["key"] != row["teacher"]["key"]
-    assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 2
+    assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 3
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md
+
+
+def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
+    """A row's cells are one set when nothing says otherwise: different teachers (recipe key and
+    weights, or test accuracy for rows without a weights digest) or different set digests say so."""
+    from datadistill.bench.tables import _not_one_set, _teacher_id
+
+    old = _teacher_id({"key": "k", "test_accuracy": 93.57})
+    new = _teacher_id({"key": "k", "weights_digest": "abc", "test_accuracy": 93.43})
+    assert old != new and new == _teacher_id({"key": "k", "weights_digest": "abc"})
+    assert _not_one_set({"convnet": (None, old), "mlp": (None, old), "alexnet": ("d1", new)}) == \
+        "relabelled by different teachers: convnet, mlp; alexnet"
+    assert _not_one_set({"convnet": ("d1", None), "mlp": ("d2", None)}) == "different images: convnet; mlp"
+    assert _not_one_set({"convnet": ("d1", new), "mlp": ("d1", new)}) == ""
+    assert _not_one_set({"convnet": (None, None), "mlp": ("d2", None)}) == ""  # unknown is not evidence
 
 
 def test_tune_allocator_applies_on_linux_glibc():

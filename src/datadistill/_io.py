@@ -1,6 +1,7 @@
 """Atomic file and directory writes: nothing already on disk is lost if a write is interrupted."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -72,3 +73,14 @@ def replace_dir(tmp_dir: Path, target: Path) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp_dir, target)
+
+
+def tensor_digest(tensors: dict[str, Any]) -> str:
+    """A short hash of named tensors' bytes (any dtype, any device): which set, which teacher."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ._io import atomic_write_json, atomic_write_with
+from ._io import atomic_write_json, atomic_write_with, tensor_digest
 from .augment import DSAConfig
 from .config import model_kwargs_tuple, update_config
 from .data import RealData
@@ -102,6 +102,9 @@ class Teacher:
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        # which weights: one recipe trained twice can give two teachers under one key (it did on
+        # our 2-core machine: 93.57% and 93.43% test), and the sets they label differ
+        self.info["weights_digest"] = tensor_digest(self.model.state_dict())
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
@@ -117,7 +120,7 @@ class Teacher:
 
     def describe(self) -> dict[str, Any]:
         """What a distilled set records about the teacher that labelled it."""
-        keep = ("key", "dataset", "test_accuracy", "val_accuracy", "train_time_s")
+        keep = ("key", "weights_digest", "dataset", "test_accuracy", "val_accuracy", "train_time_s")
         return {**{k: self.info[k] for k in keep if k in self.info}, "recipe": self.recipe.as_dict()}
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, tensor_digest as digest
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
-from .softtrack import cached_evaluation, digest
+from .softtrack import cached_evaluation
 from ..config import config_dict, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
@@ -153,6 +153,11 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 syn = None  # made with another config: distil again (and replace it)
             elif "needs_teacher" in m.tags and syn.meta.get("teacher", {}).get("key") != _teacher_key(grid, real):
                 syn = None  # relabelled by another teacher (e.g. the default recipe changed): distil again
+            elif "needs_teacher" in m.tags and "weights_digest" in syn.meta.get("teacher", {}):
+                # the same recipe trained again gives other weights: a set records which ones labelled it
+                teacher = teacher or _teacher(grid, real, quiet)
+                if syn.meta["teacher"]["weights_digest"] != teacher.info["weights_digest"]:
+                    syn = None
         if syn is None:
             resume = set_dir is not None and "iterative" in m.tags and (set_dir / CHECKPOINT_FILE).exists()
             if resume and m._checkpoint_identity(real, ipc, seed) != m._read_checkpoint(set_dir / CHECKPOINT_FILE)[1]["identity"]:

@@ -24,9 +24,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
-from .._io import atomic_write_json
+from .._io import atomic_write_json, tensor_digest as digest
 
 DDRS_WEIGHT = 0.5
 
@@ -47,15 +45,6 @@ def label_robust_scores(soft_set: float, soft_random: float, hard_set: float, ha
     return {"ior": round(ior, 5), "hlr": round(hlr, 5) if hlr is not None else None,
             "ddrs": round(ddrs(ior, hlr), 5) if hlr is not None else None,
             "gain_survival": round(survival, 4) if survival is not None else None}
-
-
-def digest(tensors: dict[str, Any]) -> str:
-    """A short hash of named tensors' bytes (any dtype): what a cached evaluation depends on."""
-    h = hashlib.sha256()
-    for name, t in sorted(tensors.items()):
-        h.update(name.encode())
-        h.update(t.detach().contiguous().cpu().flatten().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 def cached_evaluation(path: Path | None, evaluate: Callable[..., Any]) -> dict[str, Any]:
@@ -132,10 +121,11 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
 
     hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
     hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
-    # kept beside the random set, keyed by teacher, relabel recipe and the protocol's full content (a
+    # kept beside the random set, keyed by teacher (recipe and weights), relabel recipe and the protocol's full content (a
     # preset's values may change under the same name): every method relabelling the same way shares it
     values = for_set_size(dataclasses.asdict(protocol), len(syn.images))  # see Protocol.as_dict
-    relabel = json.dumps({"teacher": teacher.info.get("key"), **dataclasses.asdict(cfg.relabel_recipe()),
+    relabel = json.dumps({"teacher": teacher.info.get("key"), "weights": teacher.info.get("weights_digest"),
+                          **dataclasses.asdict(cfg.relabel_recipe()),
                           "protocol": values}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None

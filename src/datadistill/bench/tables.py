@@ -96,6 +96,12 @@ def _gpu_eval_note(rows: list[dict]) -> list[str]:
             for gpu, cells in sorted(where.items())]
 
 
+def _teacher_id(teacher: dict[str, Any]) -> tuple:
+    """Which teacher: its recipe key and weights (older rows carry no weights digest: their test
+    accuracy tells two trainings of one recipe apart)."""
+    return (teacher.get("key"), teacher.get("weights_digest") or teacher.get("test_accuracy"))
+
+
 def _on_gpu(cell: dict[str, Any]) -> bool:
     """Whether a cell was distilled or evaluated on a GPU (its command then carries `--device cuda`)."""
     return cell.get("distill_device", "cpu").startswith("cuda") or bool(_eval_devices(cell))
@@ -274,12 +280,16 @@ def _soft_track(cells: list[dict]) -> list[str]:
                          f"{f(t['hard_random'])} | {sb.get('images', 0) / 1024:.0f} KiB / {sb['total'] / 1024:.0f} KiB | "
                          f"{g(t['ior'], True)} | {g(t['hlr'], True)} | {g(t['ddrs'])} | {g(t['gain_survival'])} | "
                          f"{c['distill_wall_time_s']:.0f} |")
-        teachers = {json.dumps(c.get("teacher", {}).get("recipe"), sort_keys=True): c.get("teacher") for c in sel}
-        for tch in teachers.values():
-            if tch:
-                lines.append(f"\nTeacher `{tch.get('key')}`: test {tch.get('test_accuracy')}%, trained in "
-                             f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
-                             "not counted in the distill times).")
+        teachers: dict[tuple, tuple[dict, list[str]]] = {}
+        for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
+            if c.get("teacher"):
+                teachers.setdefault(_teacher_id(c["teacher"]), (c["teacher"], []))[1].append(f"{_label(c)} IPC {c['ipc']}")
+        for tch, used in teachers.values():
+            digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""
+            lines.append(f"\nTeacher `{tch.get('key')}`{digest}: test {tch.get('test_accuracy')}%, trained in "
+                         f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
+                         "not counted in the distill times)."
+                         + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else ""))
         methods = sorted({c["method"] for c in sel})
         ipcs = sorted({c["ipc"] for c in sel})
         evs = "".join(f" --eval-set {o}" for o in sel[0].get("protocol_overrides", []))
@@ -301,6 +311,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     gpu_cells: dict[tuple, dict[str, set[str]]] = defaultdict(dict)
+    idents: dict[tuple, dict[str, dict[str, tuple]]] = defaultdict(dict)
     defaults = Protocol().as_dict()
     for c in cells:
         p = c["evaluation"]["protocol"]
@@ -311,6 +322,8 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
+        idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
+                                                            _teacher_id(c["teacher"]) if c.get("teacher") else None)
         for gpu in _eval_devices(c):
             gpu_cells[key].setdefault(gpu, set()).add(f"{_label(c)} on {p['model']}")
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
@@ -336,6 +349,10 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                 vals.append(f"{statistics.fmean(accs):.1f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.1f}"
                             if accs else "—")
             lines.append(f"| {method} | " + " | ".join(vals) + " |")
+        for method in sorted(idents[key]):
+            split = _not_one_set(idents[key][method])
+            if split:
+                lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
         for gpu, where in sorted(gpu_cells[key].items()):
             lines += ["", f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(where))}. Same protocol, "
                       "seeds and random draws as on the CPU; only floating-point rounding differs."]
@@ -345,6 +362,23 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                   for (evs, ov), names in sorted(commands[key].items())]
         lines.append("")
     return lines
+
+
+def _not_one_set(by_model: dict[str, tuple]) -> str:
+    """Why the cells of one cross-architecture row are not evaluations of one set, or ''. Each cell:
+    (set digest or None, teacher id or None); an unknown part is not evidence either way."""
+    teachers = defaultdict(list)
+    digests = defaultdict(list)
+    for model, (dig, tch) in by_model.items():
+        if tch is not None:
+            teachers[tch].append(model)
+        if dig is not None:
+            digests[dig].append(model)
+    if len(teachers) > 1:
+        return "relabelled by different teachers: " + "; ".join(", ".join(ms) for ms in teachers.values())
+    if len(digests) > 1:
+        return "different images: " + "; ".join(", ".join(ms) for ms in digests.values())
+    return ""
 
 
 def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path | None:
