@@ -121,8 +121,9 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
 
     hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
     hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
-    # kept beside the random set, keyed by teacher (recipe and weights), relabel recipe and the protocol's full content (a
-    # preset's values may change under the same name): every method relabelling the same way shares it
+    # kept beside the random set, keyed by teacher (recipe and weights), relabel recipe and the
+    # protocol's full content (a preset's values may change under the same name): every method
+    # relabelling the same way shares it
     values = for_set_size(dataclasses.asdict(protocol), len(syn.images))  # see Protocol.as_dict
     relabel = json.dumps({"teacher": teacher.info.get("key"), "weights": teacher.info.get("weights_digest"),
                           **dataclasses.asdict(cfg.relabel_recipe()),

@@ -148,8 +148,8 @@ def evaluate(
     training batch with the live `teacher` (nothing stored: reported as its own mode). The set's
     learned lr is used only when `protocol.use_learned_lr`. `finished` / `on_model`: resuming an
     interrupted evaluation model by model (`train_eval_models`). `device`: where the models train
-    (default: where `real` lives); the set, the test split and stored views are moved there. The
-    result's `device` names it. Only the arithmetic's rounding differs between devices: every random
+    (default: where `real` lives); the set and the test split are moved there, stored views are
+    rendered on the CPU and each batch is moved there. The result's `device` names it. Only the arithmetic's rounding differs between devices: every random
     draw (initialisation, shuffling, augmentation) is made on the CPU.
     """
     protocol = get_protocol(protocol, **overrides)
