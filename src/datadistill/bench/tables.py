@@ -91,9 +91,12 @@ def _gpu_eval_note(rows: list[dict]) -> list[str]:
     for r in rows:
         for gpu in _eval_devices(r):
             where[gpu].add(f"{_label(r)} IPC {r['ipc']}")
-    return [f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(cells))}. Same protocol, seeds and "
-            "random draws as on the CPU (every draw is made on the CPU); only floating-point rounding differs."
-            for gpu, cells in sorted(where.items())]
+    return [_gpu_eval_line(gpu, cells) for gpu, cells in sorted(where.items())]
+
+
+def _gpu_eval_line(gpu: str, cells: set[str]) -> str:
+    return (f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(cells))}. Same protocol, seeds and "
+            "random draws as on the CPU (every draw is made on the CPU); only floating-point rounding differs.")
 
 
 def _teacher_id(teacher: dict[str, Any]) -> tuple:
@@ -354,8 +357,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             if split:
                 lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
         for gpu, where in sorted(gpu_cells[key].items()):
-            lines += ["", f"- Evaluated on the {gpu} (`--device cuda`): {', '.join(sorted(where))}. Same protocol, "
-                      "seeds and random draws as on the CPU; only floating-point rounding differs."]
+            lines += ["", _gpu_eval_line(gpu, where)]
         lines += ["", "Reproduce (the other columns; each evaluates the stored sets):", ""]
         lines += [f"- `datadistill bench --dataset {dataset} --methods {','.join(sorted(names))} --ipc {ipc} "
                   f"--protocol {preset} {evs}" + (f" {ov}" if ov else "") + "`"
