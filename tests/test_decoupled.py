@@ -248,6 +248,53 @@ def test_sre2l_recovery_lowers_its_loss(real, teacher):
     assert len(seen) == 2 and seen[-1] < seen[0]
 
 
+def test_sre2l_class_statistics_are_each_classs_and_vanish_on_its_real_images(real, teacher):
+    from datadistill.methods.sre2l import _BNStats, class_bn_statistics
+
+    model = teacher.model.eval()
+    stats = _BNStats(model)
+    stats.remove()
+    targets = class_bn_statistics(model, stats.layers, real, 10**6, torch.Generator().manual_seed(0), batch=7)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.__setitem__(mod, i[0].float())) for m in stats.layers]
+    x = real.train.x[real.class_index[1]].float()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    for layer, (mean, var) in zip(stats.layers, targets):
+        assert mean.shape == var.shape == (real.num_classes, layer.num_features)
+        assert torch.allclose(mean[1], seen[layer].mean((0, 2, 3)), atol=1e-4)
+        assert torch.allclose(var[1], seen[layer].var((0, 2, 3), unbiased=False), atol=1e-4)
+    # the recovery loss measured on a batch of every class's real images: zero for class
+    # statistics (up to rounding), not for the running (global) statistics
+    idx = torch.cat(real.class_index)
+    y = real.train.y[idx]
+    measured = {}
+    for mode in ("class", "global"):
+        s = _BNStats(model)
+        if mode == "class":
+            s.set_class_targets(targets)
+            s.onehot = torch.nn.functional.one_hot(y, real.num_classes).float()
+        with torch.no_grad():
+            model(real.train.x[idx].float())
+        s.remove()
+        measured[mode] = float(sum(s.losses))
+    assert measured["class"] < 1e-3 < measured["global"]
+
+
+def test_sre2l_class_statistics_recovery_lowers_its_loss_and_is_deterministic(real, teacher):
+    runs = []
+    for _ in range(2):
+        seen = []
+        syn = get_method("sre2l", iterations=60, batch_size=8, soft_labels="image", bn_stats="class",
+                         class_stat_images=20).distill(
+            real, 2, seed=0, teacher=teacher, callbacks=[lambda p: p.loss is not None and seen.append(p.loss)])
+        assert seen[-1] < seen[0]
+        runs.append(syn.images)
+    assert torch.equal(runs[0], runs[1])
+
+
 @pytest.mark.parametrize("init", ["real", "rded"])
 def test_sre2l_real_init_starts_from_images_of_each_class(real, teacher, init):
     syn = get_method("sre2l", init=init, iterations=1, lr=1e-6, soft_labels="image").distill(
@@ -265,8 +312,9 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
 
 
 @pytest.mark.parametrize("name,field,value", [("rded", "factor", 0), ("rded", "view_scale_min", -0.5), ("rded", "view_scale_min", 1.5),
-                                              ("rded", "selection", "best"),
+                                              ("rded", "selection", "best"), ("rded", "candidates", -1),
                                               ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
+                                              ("sre2l", "bn_stats", "layer"), ("sre2l", "class_stat_images", 0),
                                               ("rded", "top_k", 0)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):
     with pytest.raises(ConfigError):
@@ -429,6 +477,19 @@ def test_view_crop_scale_auto_per_ipc():
     assert get_method("rded").for_ipc(1).config.view_scale_min == 0.25
     assert get_method("sre2l").for_ipc(10).config.view_scale_min == 1.0
     assert get_method("rded", view_scale_min=0.5).for_ipc(1).config.view_scale_min == 0.5
+
+
+def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, teacher):
+    """candidates 0 (the default) is 300 up to IPC 10 and the whole class above; a set made with
+    the auto value equals one made with candidates set to the class size."""
+    from datadistill.methods.rded import ALL_CANDIDATES
+
+    assert [get_method("rded").for_ipc(k).config.candidates for k in (1, 10, 11, 50)] == [300, 300] + [ALL_CANDIDATES] * 2
+    assert get_method("rded", candidates=7).for_ipc(50).config.candidates == 7
+    smallest = min(len(i) for i in real.class_index)
+    auto, whole = (get_method("rded", candidates=c, soft_labels="image").select(real, 2, 0, teacher)[0]
+                   for c in (ALL_CANDIDATES, smallest))
+    assert torch.equal(auto, whole)
 
 
 def test_soft_track_on_another_architecture_compares_on_that_architecture(tmp_path, monkeypatch):

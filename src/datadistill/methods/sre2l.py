@@ -12,6 +12,10 @@ labels from the teacher (`_decoupled`). Defaults are the reference's (1000 itera
 `init='real'` starts from random real images of each class instead of noise, `init='rded'` from
 the images `rded` selects with its defaults (later squeeze-recover-relabel work starts from real
 images, e.g. EDC, Shao et al. 2024, from RDED's selection); the default is the paper's noise.
+`bn_stats='class'` matches, per class in the batch, the statistics of that class's images to the
+same class's statistics on `class_stat_images` real images (measured once through the teacher in
+eval mode), instead of the whole batch to the running statistics (class-aware statistics as in
+G-VBSM and EDC's soft category-aware matching); the default is the paper's 'global'.
 """
 from __future__ import annotations
 
@@ -33,25 +37,71 @@ from .base import Callback, Method, Progress, register
 
 class _BNStats:
     """Forward hooks on every BatchNorm2d: the distance between the batch statistics of its input
-    and its running statistics."""
+    and its running statistics, or, once `set_class_targets` has been called, the mean over the
+    classes in the batch of the distance between each class's statistics and that class's
+    statistics on real images (`targets[layer] = (mean (K, C), var (K, C))`)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         if not self.layers:
             raise ConfigError("sre2l needs a teacher with BatchNorm layers (e.g. convnet norm=batch)")
         self.losses: list[torch.Tensor] = []
+        self.targets: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.onehot: torch.Tensor | None = None  # (B, K) of the batch being recovered
         self.handles = [m.register_forward_hook(self._hook) for m in self.layers]
-
-    def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        x = inputs[0].float()
-        mean = x.mean((0, 2, 3))
-        var = x.var((0, 2, 3), unbiased=False)
-        self.losses.append(torch.linalg.vector_norm(mean - module.running_mean, 2)
-                           + torch.linalg.vector_norm(var - module.running_var, 2))
 
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+    def set_class_targets(self, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.targets = dict(zip(self.layers, targets))
+
+    def _hook(self, module: nn.BatchNorm2d, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        x = inputs[0].float()
+        if self.targets is None:
+            mean = x.mean((0, 2, 3))
+            var = x.var((0, 2, 3), unbiased=False)
+            self.losses.append(torch.linalg.vector_norm(mean - module.running_mean, 2)
+                               + torch.linalg.vector_norm(var - module.running_var, 2))
+            return
+        assert self.onehot is not None
+        present = self.onehot.sum(0) > 0
+        w = self.onehot[:, present] / self.onehot[:, present].sum(0)  # (B, k') per-class averaging weights
+        mean = w.T @ x.mean((2, 3))  # (k', C)
+        var = w.T @ x.pow(2).mean((2, 3)) - mean.pow(2)
+        t_mean, t_var = self.targets[module]
+        self.losses.append((torch.linalg.vector_norm(mean - t_mean[present], 2, dim=1)
+                            + torch.linalg.vector_norm(var - t_var[present], 2, dim=1)).mean())
+
+
+def class_bn_statistics(model: nn.Module, layers: list[nn.BatchNorm2d], real: RealData, per_class: int,
+                        generator: torch.Generator, batch: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer: the mean and variance (K, C) of each BatchNorm layer's input over `per_class`
+    random training images of each class (all of them when fewer), the teacher in eval mode."""
+    sums: dict[nn.Module, list[torch.Tensor]] = {m: [] for m in layers}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        x = inputs[0].float()
+        sums[module].append(torch.stack([x.mean((2, 3)).sum(0), x.pow(2).mean((2, 3)).sum(0)]))
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    out: list[list[torch.Tensor]] = [[] for _ in layers]
+    try:
+        with torch.no_grad():
+            for idx in real.class_index:
+                pick = idx[torch.randperm(len(idx), generator=generator)[:per_class]]
+                for m in layers:
+                    sums[m].clear()
+                for i in range(0, len(pick), batch):
+                    model(real.train.x[pick[i:i + batch]].float())
+                for j, m in enumerate(layers):
+                    s = torch.stack(sums[m]).sum(0) / len(pick)
+                    out[j].append(torch.stack([s[0], s[1] - s[0].pow(2)]))
+    finally:
+        for h in handles:
+            h.remove()
+    return [(torch.stack(o)[:, 0], torch.stack(o)[:, 1]) for o in out]
 
 
 @register
@@ -70,6 +120,8 @@ class SRe2L(Method):
         jitter: int = 4
         batch_size: int = 100
         init: Literal["noise", "real", "rded"] = "noise"
+        bn_stats: Literal["global", "class"] = "global"
+        class_stat_images: int = 1000
 
         def validate(self) -> None:
             super().validate()
@@ -77,6 +129,10 @@ class SRe2L(Method):
                 raise ConfigError("sre2l iterations and batch_size must be positive, jitter non-negative")
             if self.init not in ("noise", "real", "rded"):
                 raise ConfigError(f"sre2l init must be 'noise', 'real' or 'rded', got {self.init!r}")
+            if self.bn_stats not in ("global", "class"):
+                raise ConfigError(f"sre2l bn_stats must be 'global' or 'class', got {self.bn_stats!r}")
+            if self.class_stat_images < 1:
+                raise ConfigError("sre2l class_stat_images must be positive")
             if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
                 raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
 
@@ -110,10 +166,16 @@ class SRe2L(Method):
         model = teacher.model
         model.eval()
         stats = _BNStats(model)
+        if cfg.bn_stats == "class":
+            stats.remove()  # measuring the real statistics must not run the recovery hooks
+            targets = class_bn_statistics(model, stats.layers, real, cfg.class_stat_images, g)
+            stats = _BNStats(model)
+            stats.set_class_targets(targets)
         batches = list(range(0, len(labels), per_batch))
         try:
             for b, start in enumerate(batches):
                 y = labels[start:start + per_batch]
+                stats.onehot = F.one_hot(y, k).float()
                 x = x_all[start:start + per_batch].clone().requires_grad_(True)
                 opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
                 for it in range(cfg.iterations):
