@@ -490,6 +490,9 @@ def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, t
     auto, whole = (get_method("rded", candidates=c, soft_labels="image").select(real, 2, 0, teacher)[0]
                    for c in (ALL_CANDIDATES, smallest))
     assert torch.equal(auto, whole)
+    # select() resolves the auto value itself (sre2l init=rded calls it with the unresolved config)
+    default = get_method("rded", soft_labels="image").select(real, 2, 0, teacher)[0]
+    assert torch.equal(default, whole)  # 300 also covers the tiny classes
 
 
 def test_soft_track_on_another_architecture_compares_on_that_architecture(tmp_path, monkeypatch):
