@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from datadistill.cli import main
+from datadistill.synthetic import SyntheticSet
 from conftest import make_dm_defaults_tiny, write_tiny_npz
 
 FAST_EVAL = ["--eval-set", "epochs=3", "--eval-set", "num_models=1", "--eval-set", "compile=false",
@@ -427,3 +429,40 @@ def test_distill_on_cuda_without_a_gpu_is_one_line_and_touches_nothing(tmp_path,
                         "--out", str(out), "--device", "cuda"], capsys)
     assert code == 2 and "sees no CUDA device" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+TINY_TEACHER_ARGS = ["--teacher-set", "epochs=2", "--teacher-set", "compile=false", "--teacher-set", "batch_size=32",
+                     "--teacher-set", "model_kwargs={norm: batch, width: 8}"]
+
+
+def test_relabel_soft_labels_a_stored_set_into_a_new_directory(tmp_path, npz, capsys):
+    src, out = tmp_path / "run", tmp_path / "soft"
+    code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random",
+                        "--ipc", "2", "--out", str(src), "--evaluate", "--protocol", "dc", *FAST_EVAL], capsys)
+    assert code == 0, err
+    before = (src / "synthetic.safetensors").read_bytes()
+    argv = ["relabel", str(src), "--out", str(out), "--teacher-cache", str(tmp_path / "teachers"), *TINY_TEACHER_ARGS,
+            "--set", "view_epochs=3", "--set", "top_k=2"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 0, err
+    assert "relabelled" in stdout
+    assert (src / "synthetic.safetensors").read_bytes() == before  # the source is untouched
+    hard = SyntheticSet.load(src)
+    soft = SyntheticSet.load(out)
+    assert soft.soft_labels and not hard.soft_labels
+    assert torch.equal(soft.images, hard.images) and torch.equal(soft.hard_labels, hard.hard_labels)
+    assert soft.views is not None and soft.meta["relabel"]["view_epochs"] == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "evaluation" not in manifest  # the hard-label result is not the relabelled set's
+    assert manifest["relabelled_from"] == str(src.resolve())
+    code, stdout, err = run(["evaluate", str(out), "--protocol", "soft", *FAST_EVAL], capsys)
+    assert code == 0, err
+    # a second run into the same directory is refused and leaves it as it was
+    kept = (out / "synthetic.safetensors").read_bytes()
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "--force" in err and err.count("\n") == 1
+    assert (out / "synthetic.safetensors").read_bytes() == kept
+    code, _, err = run([*argv[:2], "--out", str(src), *argv[4:]], capsys)
+    assert code == 2 and "elsewhere" in err and err.count("\n") == 1
+    code, _, err = run([*argv, "--force", "--set", "temperature=3"], capsys)
+    assert code == 2 and "unknown config key 'temperature'" in err and err.count("\n") == 1
