@@ -241,6 +241,22 @@ def test_rded_cluster_selection_spreads_picks(real, teacher):
     assert syn.meta["selection"] == "cluster" and syn.images.shape[0] == 16
 
 
+
+def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, teacher):
+    """At IPC 1 (one cluster per class) medoid selection picks, of every candidate of the class, the
+    one whose teacher features lie nearest their mean; the default picks the lowest-loss one."""
+    from datadistill.methods.rded import _features
+
+    m = get_method("rded", candidates=10**9, selection="medoid", soft_labels="image")
+    syn = m.distill(real, 1, seed=0, teacher=teacher)
+    for c, idx in enumerate(real.class_index):
+        f = _features(teacher, real.train.x[idx])
+        nearest = (f - f.mean(0)).pow(2).sum(1).argmin()
+        assert torch.equal(syn.images[c], real.train.x[idx[nearest]])
+    assert syn.meta["selection"] == "medoid"
+    default = get_method("rded", candidates=10**9, soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
+    assert not torch.equal(default.images, syn.images)
+
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
     seen = []
     get_method("sre2l", iterations=100, batch_size=8, soft_labels="image").distill(

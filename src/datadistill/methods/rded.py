@@ -123,7 +123,7 @@ class RDED(Method):
         num_crops: int = 1
         factor: int = 1
         crop_scale_min: float = 1.0
-        selection: Literal["top", "cluster"] = "cluster"
+        selection: Literal["top", "cluster", "medoid"] = "cluster"
         kmeans_iterations: int = 50
 
         def for_ipc(self, ipc: int) -> RDED.Config:
@@ -136,8 +136,8 @@ class RDED(Method):
             super().validate()
             if self.candidates < 0 or self.num_crops < 1 or self.factor < 1:
                 raise ConfigError("rded candidates must be non-negative (0: auto), num_crops and factor positive")
-            if self.selection not in ("top", "cluster"):
-                raise ConfigError(f"rded selection must be 'top' or 'cluster', got {self.selection!r}")
+            if self.selection not in ("top", "cluster", "medoid"):
+                raise ConfigError(f"rded selection must be 'top', 'cluster' or 'medoid', got {self.selection!r}")
             if not 0 < self.crop_scale_min <= 1:
                 raise ConfigError(f"rded crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
 
@@ -182,7 +182,8 @@ class RDED(Method):
                 chosen = best_crops[best_loss.argsort()[:need]]
             else:
                 chosen = best_crops[self._cluster_picks(teacher, padded.view(cfg.num_crops, m, *padded.shape[1:])[
-                    best, torch.arange(m)], best_loss, need, cfg.kmeans_iterations, g)]
+                    best, torch.arange(m)], best_loss, need, cfg.kmeans_iterations, g,
+                    medoid=cfg.selection == "medoid")]
             images.append(stitch(chosen, cfg.factor, (h, w)) if cfg.factor > 1 else chosen)
             classes.append(torch.full((ipc,), c, dtype=torch.int64))
             self.report(callbacks, Progress(c + 1, real.num_classes, message="select crops"))
@@ -190,17 +191,20 @@ class RDED(Method):
 
     @staticmethod
     def _cluster_picks(teacher, padded: torch.Tensor, loss: torch.Tensor, need: int, iterations: int,
-                       g: torch.Generator) -> torch.Tensor:
+                       g: torch.Generator, medoid: bool = False) -> torch.Tensor:
         """Indices of `need` crops: the lowest-loss member of each of `need` k-means clusters of the
-        teacher's features (an emptied cluster gives way to the next lowest-loss crop not taken)."""
+        teacher's features, or with `medoid` the member nearest the cluster's centroid (an emptied
+        cluster gives way to the next lowest-loss crop not taken)."""
         from .coreset.kmeans import lloyd
 
-        _, assign = lloyd(_features(teacher, padded), need, g, iterations)
+        feats = _features(teacher, padded)
+        centroids, assign = lloyd(feats, need, g, iterations)
         picks: list[int] = []
         for j in range(need):
             members = torch.nonzero(assign == j).flatten()
             if len(members):
-                picks.append(int(members[loss[members].argmin()]))
+                score = (feats[members] - centroids[j]).pow(2).sum(1) if medoid else loss[members]
+                picks.append(int(members[score.argmin()]))
         taken = set(picks)
         for i in loss.argsort().tolist():
             if len(picks) >= need:
