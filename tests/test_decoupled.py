@@ -254,8 +254,12 @@ def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, te
         nearest = (f - f.mean(0)).pow(2).sum(1).argmin()
         assert torch.equal(syn.images[c], real.train.x[idx[nearest]])
     assert syn.meta["selection"] == "medoid"
-    default = get_method("rded", candidates=10**9, soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
-    assert not torch.equal(default.images, syn.images)
+    cluster = get_method("rded", candidates=10**9, selection="cluster", soft_labels="image").distill(
+        real, 1, seed=0, teacher=teacher)
+    assert not torch.equal(cluster.images, syn.images)
+    # the default at IPC 1 is this medoid, and the manifest says so
+    default = get_method("rded", soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
+    assert torch.equal(default.images, syn.images) and default.meta["selection"] == "medoid"
 
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
     seen = []
@@ -428,6 +432,8 @@ def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
     assert _not_one_set({"convnet": ("d1", None), "mlp": ("d2", None)}) == "different images: convnet; mlp"
     assert _not_one_set({"convnet": ("d1", new), "mlp": ("d1", new)}) == ""
     assert _not_one_set({"convnet": (None, None), "mlp": ("d2", None)}) == ""  # unknown is not evidence
+    assert _not_one_set({"convnet": ("d1", new), "mlp": ("d2", old)}) == \
+        "relabelled by different teachers: convnet; mlp; and different images: convnet; mlp"
 
 
 def test_tune_allocator_applies_on_linux_glibc():
@@ -500,7 +506,10 @@ def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, t
     the auto value equals one made with candidates set to the class size."""
     from datadistill.methods.rded import ALL_CANDIDATES
 
-    assert [get_method("rded").for_ipc(k).config.candidates for k in (1, 10, 11, 50)] == [300, 300] + [ALL_CANDIDATES] * 2
+    assert [get_method("rded").for_ipc(k).config.candidates for k in (1, 2, 10, 11, 50)] == \
+        [ALL_CANDIDATES, 300, 300, ALL_CANDIDATES, ALL_CANDIDATES]  # IPC 1: the class medoid
+    assert [get_method("rded").for_ipc(k).config.selection for k in (1, 10, 11, 50)] == ["medoid"] * 2 + ["cluster"] * 2
+    assert get_method("rded", selection="cluster").for_ipc(1).config.candidates == 300
     assert get_method("rded", candidates=7).for_ipc(50).config.candidates == 7
     smallest = min(len(i) for i in real.class_index)
     auto, whole = (get_method("rded", candidates=c, soft_labels="image").select(real, 2, 0, teacher)[0]

@@ -376,11 +376,12 @@ def _not_one_set(by_model: dict[str, tuple]) -> str:
             teachers[tch].append(model)
         if dig is not None:
             digests[dig].append(model)
+    why = []
     if len(teachers) > 1:
-        return "relabelled by different teachers: " + "; ".join(", ".join(ms) for ms in teachers.values())
+        why.append("relabelled by different teachers: " + "; ".join(", ".join(ms) for ms in teachers.values()))
     if len(digests) > 1:
-        return "different images: " + "; ".join(", ".join(ms) for ms in digests.values())
-    return ""
+        why.append("different images: " + "; ".join(", ".join(ms) for ms in digests.values()))
+    return "; and ".join(why)
 
 
 def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path | None:
