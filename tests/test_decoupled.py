@@ -257,9 +257,10 @@ def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, te
     cluster = get_method("rded", candidates=10**9, selection="cluster", soft_labels="image").distill(
         real, 1, seed=0, teacher=teacher)
     assert not torch.equal(cluster.images, syn.images)
-    # the default at IPC 1 is this medoid, and the manifest says so
-    default = get_method("rded", soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
-    assert torch.equal(default.images, syn.images) and default.meta["selection"] == "medoid"
+    # without a candidate count, medoid at IPC 1 is the class medoid too; the manifest says so
+    auto = get_method("rded", selection="medoid", soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
+    assert torch.equal(auto.images, syn.images) and auto.meta["selection"] == "medoid"
+    assert get_method("rded", soft_labels="image").distill(real, 2, seed=0, teacher=teacher).meta["selection"] == "medoid"
 
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
     seen = []
@@ -507,9 +508,10 @@ def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, t
     from datadistill.methods.rded import ALL_CANDIDATES
 
     assert [get_method("rded").for_ipc(k).config.candidates for k in (1, 2, 10, 11, 50)] == \
-        [ALL_CANDIDATES, 300, 300, ALL_CANDIDATES, ALL_CANDIDATES]  # IPC 1: the class medoid
-    assert [get_method("rded").for_ipc(k).config.selection for k in (1, 10, 11, 50)] == ["medoid"] * 2 + ["cluster"] * 2
-    assert get_method("rded", selection="cluster").for_ipc(1).config.candidates == 300
+        [300, 300, 300, ALL_CANDIDATES, ALL_CANDIDATES]
+    assert [get_method("rded").for_ipc(k).config.selection for k in (1, 2, 10, 11, 50)] == \
+        ["cluster", "medoid", "medoid", "cluster", "cluster"]
+    assert get_method("rded", selection="medoid").for_ipc(1).config.candidates == ALL_CANDIDATES  # the class medoid
     assert get_method("rded", candidates=7).for_ipc(50).config.candidates == 7
     smallest = min(len(i) for i in real.class_index)
     auto, whole = (get_method("rded", candidates=c, soft_labels="image").select(real, 2, 0, teacher)[0]
