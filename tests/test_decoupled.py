@@ -437,6 +437,24 @@ def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
         "relabelled by different teachers: convnet; mlp; and different images: convnet; mlp"
 
 
+
+def test_a_cell_without_a_weights_digest_joins_the_newer_cells_of_the_same_training(tmp_path):
+    """An older cell's teacher (no weights digest) takes the digest of a newer cell with the same
+    recipe key, test accuracy and training time, so the two count as one teacher; another
+    training of the recipe stays apart."""
+    from datadistill.bench.tables import _load, _teacher_id
+
+    same = {"key": "k", "test_accuracy": 93.43, "train_time_s": 1092.5}
+    rows = {"old": {"evaluation": {}, "teacher": dict(same)},
+            "new": {"evaluation": {}, "teacher": {**same, "weights_digest": "abc"}},
+            "other": {"evaluation": {}, "teacher": {"key": "k", "test_accuracy": 93.57, "train_time_s": 824.4}}}
+    for name, row in rows.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(row))
+    cells, _, _ = _load(tmp_path)
+    ids = [_teacher_id(c["teacher"]) for c in cells]  # sorted by file name: new, old, other
+    assert ids[0] == ids[1] and ids[2] != ids[0]
+    assert "weights_digest" not in cells[2]["teacher"]
+
 def test_tune_allocator_applies_on_linux_glibc():
     import sys
 

@@ -38,7 +38,22 @@ def _load(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
             speed.append(row)
         elif "evaluation" in row:
             cells.append(row)
+    _fill_weights_digests(cells)
     return cells, refs, speed
+
+
+def _fill_weights_digests(cells: list[dict]) -> None:
+    """Cells from before teachers recorded their weights digest get it from a newer cell whose
+    teacher has the same recipe key, test accuracy and training time (the same training, which
+    was then committed and is used again); without such a cell they keep none."""
+    known = {(t.get("key"), t.get("test_accuracy"), t.get("train_time_s")): t["weights_digest"]
+             for c in cells if (t := c.get("teacher")) and t.get("weights_digest")}
+    for c in cells:
+        t = c.get("teacher")
+        if t and not t.get("weights_digest"):
+            digest = known.get((t.get("key"), t.get("test_accuracy"), t.get("train_time_s")))
+            if digest:
+                c["teacher"] = {**t, "weights_digest": digest}
 
 
 def _label(cell: dict[str, Any]) -> str:
