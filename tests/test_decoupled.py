@@ -241,26 +241,26 @@ def test_rded_cluster_selection_spreads_picks(real, teacher):
     assert syn.meta["selection"] == "cluster" and syn.images.shape[0] == 16
 
 
-
 def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, teacher):
     """At IPC 1 (one cluster per class) medoid selection picks, of every candidate of the class, the
-    one whose teacher features lie nearest their mean; the default picks the lowest-loss one."""
-    from datadistill.methods.rded import _features
+    one whose teacher features lie nearest their mean; cluster selection picks another one."""
+    from datadistill.methods.rded import ALL_CANDIDATES, _features
 
-    m = get_method("rded", candidates=10**9, selection="medoid", soft_labels="image")
+    m = get_method("rded", candidates=ALL_CANDIDATES, selection="medoid", soft_labels="image")
     syn = m.distill(real, 1, seed=0, teacher=teacher)
     for c, idx in enumerate(real.class_index):
         f = _features(teacher, real.train.x[idx])
         nearest = (f - f.mean(0)).pow(2).sum(1).argmin()
         assert torch.equal(syn.images[c], real.train.x[idx[nearest]])
     assert syn.meta["selection"] == "medoid"
-    cluster = get_method("rded", candidates=10**9, selection="cluster", soft_labels="image").distill(
+    cluster = get_method("rded", candidates=ALL_CANDIDATES, selection="cluster", soft_labels="image").distill(
         real, 1, seed=0, teacher=teacher)
     assert not torch.equal(cluster.images, syn.images)
     # without a candidate count, medoid at IPC 1 is the class medoid too; the manifest says so
     auto = get_method("rded", selection="medoid", soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
     assert torch.equal(auto.images, syn.images) and auto.meta["selection"] == "medoid"
     assert get_method("rded", soft_labels="image").distill(real, 2, seed=0, teacher=teacher).meta["selection"] == "medoid"
+
 
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
     seen = []
@@ -437,7 +437,6 @@ def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
         "relabelled by different teachers: convnet; mlp; and different images: convnet; mlp"
 
 
-
 def test_a_cell_without_a_weights_digest_joins_the_newer_cells_of_the_same_training(tmp_path):
     """An older cell's teacher (no weights digest) takes the digest of a newer cell with the same
     recipe key, test accuracy and training time, so the two count as one teacher; another
@@ -454,6 +453,7 @@ def test_a_cell_without_a_weights_digest_joins_the_newer_cells_of_the_same_train
     ids = [_teacher_id(c["teacher"]) for c in cells]  # sorted by file name: new, old, other
     assert ids[0] == ids[1] and ids[2] != ids[0]
     assert "weights_digest" not in cells[2]["teacher"]
+
 
 def test_tune_allocator_applies_on_linux_glibc():
     import sys

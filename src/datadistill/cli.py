@@ -223,8 +223,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     src, out = Path(args.dir), Path(args.out)
     if out.resolve() == src.resolve():
         raise RunDirError(f"{out}: --out is the set being relabelled; write the relabelled set elsewhere")
-    cfg = update_config(RelabelConfig(), parse_set_options(args.set))
-    cfg.validate()
+    cfg = update_config(RelabelConfig(), parse_set_options(args.set))  # validates
     syn = SyntheticSet.load(src)  # before anything touches --out
     _prepare_out(out, args.force)
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
