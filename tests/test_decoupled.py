@@ -246,20 +246,43 @@ def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, te
     one whose teacher features lie nearest their mean; cluster selection picks another one."""
     from datadistill.methods.rded import ALL_CANDIDATES, _features
 
-    m = get_method("rded", candidates=ALL_CANDIDATES, selection="medoid", soft_labels="image")
+    m = get_method("rded", candidates=ALL_CANDIDATES, selection="medoid", soft_labels="image", draws=1)
     syn = m.distill(real, 1, seed=0, teacher=teacher)
     for c, idx in enumerate(real.class_index):
         f = _features(teacher, real.train.x[idx])
         nearest = (f - f.mean(0)).pow(2).sum(1).argmin()
         assert torch.equal(syn.images[c], real.train.x[idx[nearest]])
     assert syn.meta["selection"] == "medoid"
-    cluster = get_method("rded", candidates=ALL_CANDIDATES, selection="cluster", soft_labels="image").distill(
+    cluster = get_method("rded", candidates=ALL_CANDIDATES, selection="cluster", soft_labels="image", draws=1).distill(
         real, 1, seed=0, teacher=teacher)
     assert not torch.equal(cluster.images, syn.images)
     # without a candidate count, medoid at IPC 1 is the class medoid too; the manifest says so
-    auto = get_method("rded", selection="medoid", soft_labels="image").distill(real, 1, seed=0, teacher=teacher)
+    auto = get_method("rded", selection="medoid", soft_labels="image", draws=1).distill(real, 1, seed=0, teacher=teacher)
     assert torch.equal(auto.images, syn.images) and auto.meta["selection"] == "medoid"
     assert get_method("rded", soft_labels="image").distill(real, 2, seed=0, teacher=teacher).meta["selection"] == "medoid"
+
+
+def test_rded_draws_keep_the_best_proxy_score_on_held_out_training_images(real, teacher):
+    """With draws > 1 (the default at IPC 1) each draw is selected from the training images minus a probe, scored by a
+    proxy student on the probe, and the best is kept: deterministic, recorded in the set, and never
+    an image of the probe."""
+    from datadistill.methods.rded import probe_split
+
+    opts = dict(candidates=3, view_epochs=2, draws=3, draw_epochs=2, probe_images=8)
+    assert get_method("rded", draws=1).distill(real, 1, seed=0, teacher=teacher).meta.get("best_draw") is None
+    syn = get_method("rded", **opts).distill(real, 1, seed=0, teacher=teacher)
+    scores = syn.meta["draw_probe_acc"]
+    assert len(scores) == 3 and syn.meta["best_draw"] == scores.index(max(scores))
+    assert syn.meta["probe_images"] == 8 and syn.views is not None and syn.images.shape[0] == real.num_classes
+    pool, probe = probe_split(real, 8, 0)
+    assert len(pool.train) + len(probe.val) == len(real.train) and len(probe.val) == 8
+    assert torch.equal(probe.test.x, real.test.x)  # only val is replaced
+    flat = probe.val.x.flatten(1)
+    assert not any((flat == img.flatten()).all(1).any() for img in syn.images)
+    again = get_method("rded", **opts).distill(real, 1, seed=0, teacher=teacher)
+    assert torch.equal(again.images, syn.images) and again.meta["draw_probe_acc"] == scores
+    with pytest.raises(ConfigError, match="probe_images"):
+        get_method("rded", **{**opts, "probe_images": len(real.train)}).distill(real, 1, seed=0, teacher=teacher)
 
 
 def test_sre2l_recovery_lowers_its_loss(real, teacher):
@@ -336,7 +359,8 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
                                               ("rded", "selection", "best"), ("rded", "candidates", -1),
                                               ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
                                               ("sre2l", "bn_stats", "layer"), ("sre2l", "class_stat_images", 0),
-                                              ("rded", "top_k", 0)])
+                                              ("rded", "top_k", 0), ("rded", "draws", -1), ("rded", "draw_epochs", 0),
+                                              ("rded", "probe_images", 0)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):
     with pytest.raises(ConfigError):
         get_method(name, **{field: value})
@@ -531,6 +555,8 @@ def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, t
         ["cluster", "medoid", "medoid", "cluster", "cluster"]
     assert get_method("rded", selection="medoid").for_ipc(1).config.candidates == ALL_CANDIDATES  # the class medoid
     assert get_method("rded", candidates=7).for_ipc(50).config.candidates == 7
+    assert [get_method("rded").for_ipc(k).config.draws for k in (1, 2, 10, 50)] == [8, 1, 1, 1]
+    assert get_method("rded", draws=3).for_ipc(1).config.draws == 3
     smallest = min(len(i) for i in real.class_index)
     auto, whole = (get_method("rded", candidates=c, soft_labels="image").select(real, 2, 0, teacher)[0]
                    for c in (ALL_CANDIDATES, smallest))
