@@ -289,6 +289,20 @@ def test_a_field_added_later_is_compared_with_its_declared_default(tmp_path):
                                                                     "protocol": {"batch_size": 10}}}))
     assert not stale_cell(cell, {}, {"batch_size": 10, "min_batches": 10}, {}, {"min_batches": 1})  # 100 / 10
     assert stale_cell(cell, {}, {"batch_size": 10, "min_batches": 20}, {}, {"min_batches": 1})  # batch 5
+    # a field whose default changed what the method does (rded's draws: 8 at IPC 1): cells made
+    # before it are stale where today's value differs from the one they ran with (one draw)
+    import dataclasses
+
+    from datadistill.bench.runner import config_before_fields
+    from datadistill.config import config_dict
+    from datadistill.methods import get_method
+
+    assert "BEFORE_FIELD" not in {f.name for f in dataclasses.fields(get_method("rded").config)}
+    for ipc, stale in ((1, True), (10, False)):
+        today = config_dict(get_method("rded").for_ipc(ipc).config)
+        cell.write_text(json.dumps({"method_config": {k: v for k, v in today.items() if k != "draws"},
+                                    "evaluation": {"protocol": {}}}))
+        assert stale_cell(cell, today, {}, config_before_fields("rded", ipc), {}) is stale
 
 
 def test_evaluate_on_the_validation_split_is_kept_apart_from_test(tmp_path, npz, capsys):

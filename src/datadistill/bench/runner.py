@@ -122,8 +122,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
         if path.exists():
             config = METHODS.get(method).with_overrides(overrides).for_ipc(ipc).config
-            if not stale_cell(path, config_dict(config), protocol.as_dict(),
-                              config_dict(METHODS.get(method).with_overrides({}).for_ipc(ipc).config),
+            if not stale_cell(path, config_dict(config), protocol.as_dict(), config_before_fields(method, ipc),
                               type(protocol)().as_dict()):
                 continue
             moved = supersede(path)
@@ -251,6 +250,15 @@ def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, 
             got.save(stage)
             return source
     return None
+
+
+def config_before_fields(method: str, ipc: int) -> dict[str, Any]:
+    """What a cell stored before a config field existed ran with, field by field: the method's
+    default config at `ipc`, except the fields its config's BEFORE_FIELD names."""
+    from ..methods import METHODS
+
+    config = METHODS.get(method).with_overrides({}).for_ipc(ipc).config
+    return {**config_dict(config), **type(config).BEFORE_FIELD}
 
 
 def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any],

@@ -38,6 +38,11 @@ class Callback(Protocol):
 class MethodConfig:
     """Base for method configs: subclasses are frozen dataclasses whose defaults are the paper's."""
 
+    # Fields added after results were stored whose default changes what the method does: the value
+    # that reproduces a result made before the field existed (`bench` re-runs such a cell when
+    # today's value differs from it; every other new field's default keeps the old behaviour).
+    BEFORE_FIELD: ClassVar[dict[str, Any]] = {}
+
     def validate(self) -> None:
         """Raise ConfigError for out-of-range values."""
 

@@ -39,9 +39,10 @@ the reference's are `--set selection=top --set crop_scale_min=0.08 --set num_cro
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -187,6 +188,7 @@ class RDED(Method):
         draws: int = 0  # 0 (auto): `auto_draws(ipc)`; >1: keep the best of that many selections (a proxy student)
         draw_epochs: int = 300  # the proxy student's epochs (the soft protocol otherwise, 1 model)
         probe_images: int = 2000  # training images held out of the candidate pools to score draws on
+        BEFORE_FIELD: ClassVar[dict[str, Any]] = {"draws": 1}  # sets made before `draws` drew once
 
         def for_ipc(self, ipc: int) -> RDED.Config:
             cfg = super().for_ipc(ipc)
@@ -231,8 +233,6 @@ class RDED(Method):
         student (the soft protocol for `draw_epochs` epochs, model seed `seed`) on `probe_images`
         training images that no draw can select; the best-scoring set is kept (ties: the earliest).
         Neither the validation nor the test split is looked at."""
-        import time
-
         from ..evaluation import evaluate, get_protocol
 
         cfg = self.config
