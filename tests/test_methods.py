@@ -26,7 +26,7 @@ GENERIC_BUDGET: dict[str, object] = {
     "iterations": 2, "epochs": 1, "num_models": 1, "compile": False, "candidates": 2,
     "feature_width": 8, "feature_epochs": 1, "feature_train_size": 100, "feature_compile": False,
     "embed_compile": False, "pool_size": 3, "refresh_every": 1, "batch_real": 6, "width": 8,
-    "checkpoint_every": 0, "outer_loop": 2, "inner_loop": 1, "init": "real",
+    "checkpoint_every": 0, "outer_loop": 2, "inner_loop": 1, "init": "real", "draw_epochs": 2,
 }
 FAST: dict[str, dict[str, object]] = {
     "kmeans": {"iterations": 10},

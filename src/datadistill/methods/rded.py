@@ -143,17 +143,19 @@ DRAW_STRIDE = 100_003  # draw k of seed s selects with generator seed s + DRAW_S
 
 
 def probe_split(real: RealData, n: int, seed: int) -> tuple[RealData, RealData]:
-    """(pool, probe): `real` without `n` random training images (stratified by class, drawn with
-    generator seed `seed`), and a copy whose `val` split is exactly those images, for scoring
-    candidate sets on data none of them can contain. Raises if the probe would leave a class empty."""
+    """(pool, probe): `real` without min(`n`, a tenth of them) random training images (stratified
+    by class, drawn with generator seed `seed`), and a copy whose `val` split is exactly those
+    images, for scoring candidate sets on data none of them can contain. Raises if that would take
+    no image of some class."""
     from ..data.base import Split
 
     g = torch.Generator().manual_seed(seed)
     total = len(real.train.y)
-    per_class = [min(len(idx) - 1, round(n * len(idx) / total)) for idx in real.class_index]
-    if n >= total or min(per_class) < 1:
-        raise ConfigError(f"rded probe_images={n} must leave every class of the {total} training images "
-                          "some images and take at least one of each")
+    n = min(n, total // 10)
+    per_class = [round(n * len(idx) / total) for idx in real.class_index]
+    if min(per_class) < 1:
+        raise ConfigError(f"rded: a probe of {n} of the {total} training images (at most a tenth) takes no image "
+                          "of some class; draw once (--set draws=1)")
     held = torch.cat([idx[torch.randperm(len(idx), generator=g)[:k]] for idx, k in zip(real.class_index, per_class)])
     keep = torch.ones(total, dtype=torch.bool)
     keep[held] = False
@@ -187,7 +189,7 @@ class RDED(Method):
         kmeans_iterations: int = 50
         draws: int = 0  # 0 (auto): `auto_draws(ipc)`; >1: keep the best of that many selections (a proxy student)
         draw_epochs: int = 300  # the proxy student's epochs (the soft protocol otherwise, 1 model)
-        probe_images: int = 2000  # training images held out of the candidate pools to score draws on
+        probe_images: int = 2000  # training images (at most a tenth) held out of every draw to score draws on
         BEFORE_FIELD: ClassVar[dict[str, Any]] = {"draws": 1}  # sets made before `draws` drew once
 
         def for_ipc(self, ipc: int) -> RDED.Config:
