@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -142,6 +142,22 @@ class Method:
     def report(callbacks: Sequence[Callback], progress: Progress) -> None:
         for cb in callbacks:
             cb(progress)
+
+    def keep_best(self, n: int, candidate: Callable[[int], Any], score: Callable[[Any], float],
+                  callbacks: Sequence[Callback], what: str) -> tuple[int, Any, list[float]]:
+        """Of `candidate(0)`, ..., `candidate(n - 1)` (made in that order), the one with the highest
+        `score` (ties: the earliest): (its index, it, every score rounded to 4 places). Progress
+        names each as f"{what} {k}"."""
+        best, best_score, best_item, scores, start = -1, float("-inf"), None, [], time.perf_counter()
+        for k in range(n):
+            item = candidate(k)
+            s = score(item)
+            scores.append(round(s, 4))
+            if s > best_score:
+                best, best_score, best_item = k, s, item
+            self.report(callbacks, Progress(k + 1, n, elapsed=time.perf_counter() - start,
+                                            message=f"{what} {k}: {s:.2f}% (best {best_score:.2f}%)"))
+        return best, best_item, scores
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -39,7 +39,6 @@ the reference's are `--set selection=top --set crop_scale_min=0.08 --set num_cro
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -242,18 +241,13 @@ class RDED(Method):
         pool, probe = probe_split(real, cfg.probe_images, seed)
         # eager: compiling each draw's fresh student costs more than its few small steps
         protocol = get_protocol("soft", epochs=cfg.draw_epochs, num_models=1, seed=seed, compile=False)
-        best, best_acc, best_syn, scores, start = -1, float("-inf"), None, [], time.perf_counter()
-        for k in range(cfg.draws):
+
+        def draw(k: int) -> SyntheticSet:
             images, classes = self.select(pool, ipc, seed + DRAW_STRIDE * k, teacher)
-            syn = self.make_set(real, images, classes, ipc, seed)
-            syn = relabel_set(syn, teacher, cfg, seed=seed, flip=flip)
-            acc = evaluate(syn, probe, protocol, split="val").mean
-            scores.append(round(acc, 4))
-            if acc > best_acc:
-                best, best_acc, best_syn = k, acc, syn
-            self.report(callbacks, Progress(k + 1, cfg.draws, elapsed=time.perf_counter() - start,
-                                            message=f"draw {k}: probe {acc:.2f}% (best {best_acc:.2f}%)"))
-        assert best_syn is not None
+            return relabel_set(self.make_set(real, images, classes, ipc, seed), teacher, cfg, seed=seed, flip=flip)
+
+        best, best_syn, scores = self.keep_best(cfg.draws, draw, lambda syn: evaluate(syn, probe, protocol, split="val").mean,
+                                                callbacks, "draw (probe)")
         best_syn.meta.update(selection=cfg.for_ipc(ipc).selection, draw_probe_acc=scores, best_draw=best,
                              probe_images=len(probe.val), draw_protocol=protocol.as_dict())
         return best_syn

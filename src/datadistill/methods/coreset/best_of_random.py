@@ -1,7 +1,6 @@
 """Best of K random subsets, chosen on the validation split (never the test split)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from ...data import RealData
 from ...errors import ConfigError
 from ...evaluation import PRESETS, evaluate, get_protocol
 from ...synthetic import SyntheticSet
-from ..base import Callback, Method, MethodConfig, Progress, register
+from ..base import Callback, Method, MethodConfig, register
 from ._common import random_indices, selection_set
 
 
@@ -56,15 +55,9 @@ class BestOfRandom(Method):
         protocol = get_protocol(cfg.protocol, epochs=cfg.epochs, num_models=cfg.num_models, compile=cfg.compile,
                                 seed=seed)
         g = torch.Generator().manual_seed(seed)
-        best, best_acc, best_picks, scores, start = -1, float("-inf"), None, [], time.perf_counter()
-        for k in range(cfg.candidates):
-            picks = random_indices(real, ipc, g)
-            acc = evaluate(selection_set(self, real, picks, ipc, seed), real, protocol, split="val").mean
-            scores.append(round(acc, 4))
-            if acc > best_acc:
-                best, best_acc, best_picks = k, acc, picks
-            self.report(callbacks, Progress(k + 1, cfg.candidates, elapsed=time.perf_counter() - start,
-                                            message=f"candidate {k}: val {acc:.2f}% (best {best_acc:.2f}%)"))
-        assert best_picks is not None
+        best, best_picks, scores = self.keep_best(
+            cfg.candidates, lambda _k: random_indices(real, ipc, g),
+            lambda picks: evaluate(selection_set(self, real, picks, ipc, seed), real, protocol, split="val").mean,
+            callbacks, "candidate (val)")
         return selection_set(self, real, best_picks, ipc, seed, candidate_val_acc=scores, best_candidate=best,
                              selection_split="val", selection_protocol=protocol.as_dict())
