@@ -263,9 +263,9 @@ def test_rded_medoid_selection_takes_the_image_nearest_the_class_centre(real, te
 
 
 def test_rded_draws_keep_the_best_proxy_score_on_held_out_training_images(real, teacher):
-    """With draws > 1 (the default at IPC 1) each draw is selected from the training images minus a probe, scored by a
-    proxy student on the probe, and the best is kept: deterministic, recorded in the set, and never
-    an image of the probe."""
+    """With draws > 1 (the default at IPC 1) each draw is selected from the training images minus a
+    probe, scored by a proxy student on the probe, and the best is kept: deterministic, recorded in
+    the set, and never an image of the probe."""
     from datadistill.methods.rded import probe_split
 
     opts = dict(candidates=3, view_epochs=2, draws=3, draw_epochs=2, probe_images=8)
@@ -283,7 +283,8 @@ def test_rded_draws_keep_the_best_proxy_score_on_held_out_training_images(real, 
     assert torch.equal(again.images, syn.images) and again.meta["draw_probe_acc"] == scores
     # the probe takes at most a tenth of the training images, and at least one of each class
     capped = probe_split(real, len(real.train), 0)[1].val
-    assert real.num_classes <= len(capped) <= len(real.train) // 10 and set(capped.y.tolist()) == set(range(real.num_classes))
+    assert real.num_classes <= len(capped) <= len(real.train) // 10
+    assert set(capped.y.tolist()) == set(range(real.num_classes))
     with pytest.raises(ConfigError, match="takes no image"):
         get_method("rded", **{**opts, "probe_images": 2}).distill(real, 1, seed=0, teacher=teacher)
 

@@ -133,7 +133,7 @@ def auto_draws(ipc: int) -> int:
     declared before the screen (adopt if the mean over seeds 0 / 1 / 2 gains 1 point): 8 draws
     79.26 / 78.32 / 78.78 (mean 78.79) against one draw 76.06 / 76.17 / 79.67 (77.30): +1.49, and
     the spread between seeds falls from 3.6 to 0.9 points. Cost: about 40 s per draw on 2 cores
-    (the IPC 1 set in about 6 minutes instead of 4 s). Not screened above IPC 1."""
+    (the IPC 1 set in 298-323 s in the benchmark cells, instead of 4 s). Not screened above IPC 1."""
     return 8 if ipc == 1 else 1
 
 
