@@ -364,7 +364,8 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
                                               ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
                                               ("sre2l", "bn_stats", "layer"), ("sre2l", "class_stat_images", 0),
                                               ("rded", "top_k", 0), ("rded", "draws", -1), ("rded", "draw_epochs", 0),
-                                              ("rded", "probe_images", 0)])
+                                              ("rded", "probe_images", 0), ("rded", "label_epochs", -2),
+                                              ("sre2l", "label_epochs", -3)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):
     with pytest.raises(ConfigError):
         get_method(name, **{field: value})
@@ -601,3 +602,90 @@ def test_soft_track_on_another_architecture_compares_on_that_architecture(tmp_pa
     assert t["full_data_hard"] is None and t["hlr"] is None and t["ddrs"] is None
     tag = protocol_tag("dsa", ["model=mlp"])
     assert [p.name.startswith(f"track-{tag}-hard-") for p in (tmp_path / "sets").glob("*rded*/track-*.json")] == [True]
+
+
+def test_labeler_is_the_teacher_or_a_short_run_of_its_recipe_cached_beside_it(real, teacher, teacher_dir,
+                                                                             monkeypatch):
+    import datadistill.teachers as teachers
+    from datadistill.teachers import SAME_TEACHER, labeler
+
+    assert labeler(teacher, None, SAME_TEACHER) is teacher
+    assert labeler(teacher, None, TINY_TEACHER.epochs) is teacher  # its own epochs: itself
+    with pytest.raises(ValueError, match="real"):
+        labeler(load_teacher(teacher.info["path"], real), None, 2)
+    with pytest.raises(ConfigError, match="label_epochs"):
+        labeler(teacher, real, -2)
+    short = labeler(teacher, real, 2)
+    assert short.recipe == dataclasses.replace(TINY_TEACHER, epochs=2)
+    assert short.info["key"] != teacher.info["key"]
+    assert short.info["weights_digest"] != teacher.info["weights_digest"]
+    assert labeler(teacher, real, 2) is short  # kept on the teacher: many draws train it once
+    # cached beside the teacher: a fresh copy of the teacher loads it instead of training
+    monkeypatch.setattr(teachers, "train_teacher", lambda *a, **k: pytest.fail("trained the labeler again"))
+    again = labeler(load_teacher(teacher.info["path"], real), real, 2)
+    assert again.info["path"].startswith(str(teacher_dir))
+    assert again.info["weights_digest"] == short.info["weights_digest"]
+
+
+def test_relabel_at_ipc_1_uses_a_short_run_labeler_and_records_it(real, teacher):
+    """label_epochs 0 (auto) is a short run of the teacher's recipe at IPC 1 and the teacher above;
+    the images stay the teacher's choice, the labels change, and the set records both networks."""
+    from datadistill.bench.runner import config_before_fields
+    from datadistill.methods._decoupled import LABEL_EPOCHS_IPC1
+
+    assert get_method("rded").for_ipc(1).config.label_epochs == LABEL_EPOCHS_IPC1
+    assert get_method("sre2l").for_ipc(1).config.label_epochs == LABEL_EPOCHS_IPC1
+    assert get_method("rded").for_ipc(10).config.label_epochs == -1
+    assert get_method("rded", label_epochs=3).for_ipc(10).config.label_epochs == 3
+    # cells stored before the field were labelled by the teacher: an IPC 1 cell is stale, IPC 10 not
+    assert config_before_fields("rded", 1)["label_epochs"] == -1 and config_before_fields("rded", 1)["draws"] == 1
+    assert config_before_fields("sre2l", 1)["label_epochs"] == -1
+
+    opts = dict(candidates=12, view_epochs=2, draws=1)
+    short = get_method("rded", **opts).distill(real, 1, seed=0, teacher=teacher)
+    own = get_method("rded", label_epochs=-1, **opts).distill(real, 1, seed=0, teacher=teacher)
+    assert torch.equal(short.images, own.images)
+    assert not torch.allclose(short.labels, own.labels)
+    assert not torch.equal(short.views["view_logits"], own.views["view_logits"])
+    assert short.meta["teacher"]["key"] == own.meta["teacher"]["key"] == teacher.info["key"]
+    assert short.meta["labeler"]["recipe"]["epochs"] == LABEL_EPOCHS_IPC1 and "labeler" not in own.meta
+    assert short.config["label_epochs"] == LABEL_EPOCHS_IPC1 and own.config["label_epochs"] == -1
+
+
+def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it(tmp_path, monkeypatch):
+    from conftest import write_tiny_npz
+
+    from datadistill.bench.runner import BenchGrid, run_grid
+    from datadistill.bench.tables import write_benchmarks_md
+    from datadistill.evaluation import protocol as proto
+    from datadistill.methods._decoupled import LABEL_EPOCHS_IPC1
+
+    monkeypatch.setitem(proto.PRESETS, "dsa", proto.Protocol(epochs=2, num_models=1, compile=False))
+    monkeypatch.setitem(proto.PRESETS, "soft", proto.Protocol(epochs=2, num_models=1, compile=False,
+                                                               augment="none", label_mode="soft"))
+    labelled_by = []
+    import datadistill.methods._decoupled as dec
+
+    original = dec.relabel_set  # soft_track imports it when it runs: the random subset's goes through the spy
+
+    def spy(syn, teacher, cfg, **kw):
+        out = original(syn, teacher, cfg, **kw)
+        labelled_by.append((syn.method, out.meta.get("labeler", {}).get("key")))
+        return out
+
+    monkeypatch.setattr(dec, "relabel_set", spy)
+    write_tiny_npz(tmp_path / "d.npz")
+    grid = BenchGrid(dataset="tensors", methods=("rded",), ipcs=(1,), protocol="soft",
+                     data_dir=str(tmp_path / "d.npz"),
+                     method_overrides=("rded.candidates=10", "rded.view_epochs=2", "rded.draws=1"),
+                     teacher_cache=str(tmp_path / "teachers"),
+                     teacher_overrides=("epochs=2", "compile=false", "batch_size=32"))
+    [path] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    row = json.loads(path.read_text())
+    assert row["labeler"]["recipe"]["epochs"] == LABEL_EPOCHS_IPC1
+    assert row["labeler"]["key"] != row["teacher"]["key"]
+    # the random subset of the track is labelled by the same labeler as the set
+    assert ("random", row["labeler"]["key"]) in labelled_by
+    assert len(list((tmp_path / "teachers").iterdir())) == 2  # the labeler is cached beside the teacher
+    md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
+    assert f"Labeler `{row['labeler']['key']}`" in md and "It labelled: rded (" in md

@@ -202,11 +202,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _set_teacher(args: argparse.Namespace, syn, real):
-    """Live-teacher mode: the teacher that labelled the set (its recipe is in the manifest), from the
-    cache; with --teacher-set, that recipe instead."""
+    """Live-teacher mode: the network that labelled the set (its recipe is in the manifest: the
+    labeler when there was one, else the teacher), from the cache; with --teacher-set, that recipe
+    instead."""
     from .teachers import TeacherRecipe
 
-    described = syn.meta.get("teacher", {}).get("recipe")
+    described = (syn.meta.get("labeler") or syn.meta.get("teacher", {})).get("recipe")
     recipe = TeacherRecipe.from_dict(described) if described and not args.teacher_set else None
     return _teacher(args, real, args.quiet, recipe)
 
@@ -230,7 +231,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     teacher = _teacher(args, real, args.quiet)
     bar = _Bar(f"relabel {syn.method} ipc={syn.ipc}", args.quiet)
     try:
-        soft = relabel_set(syn, teacher, cfg.for_ipc(syn.ipc), seed=args.seed, flip=not digits_like(real),
+        soft = relabel_set(syn, teacher, cfg.for_ipc(syn.ipc), seed=args.seed, flip=not digits_like(real), real=real,
                            callbacks=[bar])
     finally:
         bar.close()
@@ -241,7 +242,10 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     soft.save(out)
     save_grid(soft, out / "grid.png")
     sizes = soft.storage_bytes
-    print(f"{syn.method}: {len(soft.images)} images relabelled by teacher {teacher.info.get('key')} "
+    lab = soft.meta.get("labeler")
+    by = (f"labeler {lab['key']} ({lab['recipe']['epochs']} epochs of the teacher's recipe)" if lab
+          else f"teacher {teacher.info.get('key')}")
+    print(f"{syn.method}: {len(soft.images)} images relabelled by {by} "
           f"({sizes.get('total', 0) / 1024:.0f} KiB with labels) -> {out}")
     return 0
 

@@ -97,6 +97,7 @@ class Teacher:
     model: nn.Module
     recipe: TeacherRecipe
     info: dict[str, Any] = field(default_factory=dict)
+    labelers: dict[int, "Teacher"] = field(default_factory=dict, repr=False)  # see `labeler`
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -189,6 +190,31 @@ def get_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *, cach
         teacher.info["path"] = str(d)
         atomic_write_json(d / INFO_FILE, {**teacher.info, "recipe": recipe.as_dict()})
     return teacher
+
+
+SAME_TEACHER = -1  # a relabel step's `label_epochs` that has the teacher itself label
+
+
+def labeler(teacher: Teacher, real: RealData | None, epochs: int,
+            progress: Callable[[int, int], None] | None = None) -> Teacher:
+    """The network that soft-labels a set when the relabel step asks for `epochs`: `teacher` itself
+    at SAME_TEACHER or at its own epochs; else a teacher of `teacher`'s recipe trained for `epochs`
+    epochs on `real` (a short run of the same recipe, its cosine schedule ending there): a stand-in
+    for the early-stopped expert whose less confident, more structured labels teach small sets
+    better (Qin, Deng and Alvarez-Melis, "A Label is Worth a Thousand Images in Dataset
+    Distillation", NeurIPS 2024). It is loaded from (or trained into) the directory `teacher` was
+    cached in, and kept on `teacher`, so a method that relabels many draws trains it at most once."""
+    if epochs == SAME_TEACHER or epochs == teacher.recipe.epochs:
+        return teacher
+    if epochs < 1:
+        raise ConfigError(f"label_epochs must be {SAME_TEACHER} (the teacher) or positive, got {epochs}")
+    if epochs not in teacher.labelers:
+        if real is None:
+            raise ValueError("a labeler that is not the teacher is trained on the real data: pass real=")
+        cache = Path(teacher.info["path"]).parent if teacher.info.get("path") else None
+        teacher.labelers[epochs] = get_teacher(real, dataclasses.replace(teacher.recipe, epochs=epochs),
+                                               cache_dir=cache, progress=progress)
+    return teacher.labelers[epochs]
 
 
 def load_teacher(directory: str | Path, real: RealData) -> Teacher:

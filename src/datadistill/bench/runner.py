@@ -210,8 +210,9 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "library_version": __version__, "git_revision": _git_revision(), "machine": _machine(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        if "teacher" in syn.meta:
-            row["teacher"] = syn.meta["teacher"]
+        for who in ("teacher", "labeler"):
+            if who in syn.meta:
+                row[who] = syn.meta[who]
         if track is not None:
             row["soft_track"] = track
         atomic_write_json(path, row)

@@ -98,6 +98,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     from ..evaluation.protocol import for_set_size
     from ..methods import get_method
     from ..methods._decoupled import RelabelConfig, relabel_set
+    from ..teachers import SAME_TEACHER, labeler
     from .runner import cell_name, protocol_tag as tag_of, set_dir_name
 
     cfg = method.config
@@ -117,7 +118,7 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
 
     def random_soft_set():
         rnd = get_method("random").distill(real, ipc, seed=seed)
-        return relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real))
+        return relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real), real=real)
 
     hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
     hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
@@ -125,9 +126,13 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     # protocol's full content (a preset's values may change under the same name): every method
     # relabelling the same way shares it
     values = for_set_size(dataclasses.asdict(protocol), len(syn.images))  # see Protocol.as_dict
+    recipe = dataclasses.asdict(cfg.relabel_recipe())
+    if recipe["label_epochs"] == SAME_TEACHER:
+        del recipe["label_epochs"]  # the key from before the field: caches made then stay valid
+    else:  # a labeler trained again has other weights, as a teacher does
+        recipe["labeler_weights"] = labeler(teacher, real, cfg.label_epochs).info.get("weights_digest")
     relabel = json.dumps({"teacher": teacher.info.get("key"), "weights": teacher.info.get("weights_digest"),
-                          **dataclasses.asdict(cfg.relabel_recipe()),
-                          "protocol": values}, sort_keys=True, default=str)
+                          **recipe, "protocol": values}, sort_keys=True, default=str)
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
     rnd_soft = run(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None,

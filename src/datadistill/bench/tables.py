@@ -308,6 +308,15 @@ def _soft_track(cells: list[dict]) -> list[str]:
                          f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
                          "not counted in the distill times)."
                          + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else ""))
+        labelers: dict[tuple, tuple[dict, list[str]]] = {}
+        for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
+            if c.get("labeler"):
+                labelers.setdefault(_teacher_id(c["labeler"]), (c["labeler"], []))[1].append(f"{_label(c)} IPC {c['ipc']}")
+        for lab, used in labelers.values():
+            lines.append(f"\nLabeler `{lab.get('key')}`, weights {lab.get('weights_digest')}: the teacher's recipe trained "
+                         f"{lab['recipe']['epochs']} epochs, test {lab.get('test_accuracy')}%, trained in "
+                         f"{lab.get('train_time_s')} s (`label_epochs`; the teacher chose the images). It labelled: "
+                         f"{', '.join(used)}.")
         methods = sorted({c["method"] for c in sel})
         ipcs = sorted({c["ipc"] for c in sel})
         evs = "".join(f" --eval-set {o}" for o in sel[0].get("protocol_overrides", []))

@@ -191,7 +191,7 @@ class RDED(Method):
         draws: int = 0  # 0 (auto): `auto_draws(ipc)`; >1: keep the best of that many selections (a proxy student)
         draw_epochs: int = 300  # the proxy student's epochs (the soft protocol otherwise, 1 model)
         probe_images: int = 2000  # training images (at most a tenth) held out of every draw to score draws on
-        BEFORE_FIELD: ClassVar[dict[str, Any]] = {"draws": 1}  # sets made before `draws` drew once
+        BEFORE_FIELD: ClassVar[dict[str, Any]] = {**RelabelConfig.BEFORE_FIELD, "draws": 1}  # before `draws`: one
 
         def for_ipc(self, ipc: int) -> RDED.Config:
             cfg = super().for_ipc(ipc)
@@ -227,7 +227,7 @@ class RDED(Method):
         images, classes = self.select(real, ipc, seed, teacher, callbacks)
         syn = self.make_set(real, images, classes, ipc, seed)
         syn.meta["selection"] = cfg.for_ipc(ipc).selection
-        return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, callbacks=callbacks)
+        return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, real=real, callbacks=callbacks)
 
     def _best_draw(self, real: RealData, ipc: int, seed: int, teacher: Any, flip: bool,
                    callbacks: tuple[Callback, ...]) -> SyntheticSet:
@@ -246,7 +246,8 @@ class RDED(Method):
 
         def draw(k: int) -> SyntheticSet:
             images, classes = self.select(pool, ipc, seed + DRAW_STRIDE * k, teacher)
-            return relabel_set(self.make_set(real, images, classes, ipc, seed), teacher, cfg, seed=seed, flip=flip)
+            return relabel_set(self.make_set(real, images, classes, ipc, seed), teacher, cfg, seed=seed, flip=flip,
+                               real=real)
 
         best, best_syn, scores = self.keep_best(cfg.draws, draw, lambda syn: evaluate(syn, probe, protocol, split="val").mean,
                                                 callbacks, "draw (probe)")

@@ -210,4 +210,4 @@ class SRe2L(Method):
         order = torch.argsort(labels, stable=True)  # class by class, as every other method
         syn = self.make_set(real, x_all[order], labels[order].long(), ipc, seed,
                             meta={"iterations": cfg.iterations})
-        return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, callbacks=callbacks)
+        return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, real=real, callbacks=callbacks)
