@@ -18,6 +18,7 @@ from ..data import RealData
 from ..errors import ConfigError
 from ..softlabels import ViewRecipe, describe_views, relabel_views
 from ..synthetic import SyntheticSet
+from ..teachers import SAME_TEACHER
 from .base import Callback, MethodConfig, Progress
 
 
@@ -35,7 +36,7 @@ class RelabelConfig(MethodConfig):
     cutmix: float = 1.0
     top_k: int = 10
     label_epochs: int = 0  # 0 (auto): `auto_label_epochs(ipc)`; -1: the teacher; N: its recipe trained N epochs
-    BEFORE_FIELD: ClassVar[dict[str, Any]] = {"label_epochs": -1}  # sets made before it: the teacher labelled
+    BEFORE_FIELD: ClassVar[dict[str, Any]] = {"label_epochs": SAME_TEACHER}  # sets made before it: the teacher labelled
 
     def for_ipc(self, ipc: int) -> RelabelConfig:
         cfg = self
@@ -82,7 +83,7 @@ def auto_label_epochs(ipc: int) -> int:
     | 6 epochs | 90.43 | 79.60 | 81.92 | 81.21 | 80.91 |
     A less trained network's softer, more structured labels teach ten images more (as Qin et al.
     found for early-stopped experts at small budgets). Not screened above IPC 1."""
-    return LABEL_EPOCHS_IPC1 if ipc == 1 else -1
+    return LABEL_EPOCHS_IPC1 if ipc == 1 else SAME_TEACHER
 
 
 def require_teacher(name: str, real: RealData, teacher: Any, callbacks: Sequence[Callback]):
