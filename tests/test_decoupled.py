@@ -631,12 +631,22 @@ def test_relabel_at_ipc_1_uses_a_short_run_labeler_and_records_it(real, teacher)
     """label_epochs 0 (auto) is a short run of the teacher's recipe at IPC 1 and the teacher above;
     the images stay the teacher's choice, the labels change, and the set records both networks."""
     from datadistill.bench.runner import config_before_fields
-    from datadistill.methods._decoupled import LABEL_EPOCHS_IPC1
+    from datadistill.methods import METHODS
+    from datadistill.methods._decoupled import RelabelConfig, method_label_epochs
 
-    assert get_method("rded").for_ipc(1).config.label_epochs == LABEL_EPOCHS_IPC1
-    assert get_method("sre2l").for_ipc(1).config.label_epochs == LABEL_EPOCHS_IPC1
+    ipc1_epochs = RelabelConfig.LABEL_EPOCHS_IPC1
+    sre2l_ipc1 = METHODS.get("sre2l").Config.LABEL_EPOCHS_IPC1
+    assert sre2l_ipc1 != ipc1_epochs  # sre2l chose its own (validation screen in sre2l.py)
+    assert get_method("rded").for_ipc(1).config.label_epochs == ipc1_epochs
+    assert get_method("sre2l").for_ipc(1).config.label_epochs == sre2l_ipc1
     assert get_method("rded").for_ipc(10).config.label_epochs == -1
+    assert get_method("sre2l").for_ipc(10).config.label_epochs == -1
     assert get_method("rded", label_epochs=3).for_ipc(10).config.label_epochs == 3
+    assert get_method("sre2l", label_epochs=-1).for_ipc(1).config.label_epochs == -1
+    # `datadistill relabel` picks the stored set's method's auto value; RelabelConfig's for any other
+    assert [method_label_epochs(m, 1) for m in ("rded", "sre2l", "random", "dm", "no-such")] == \
+        [ipc1_epochs, sre2l_ipc1, ipc1_epochs, ipc1_epochs, ipc1_epochs]
+    assert {method_label_epochs(m, 10) for m in ("rded", "sre2l", "random")} == {-1}
     # cells stored before the field were labelled by the teacher: an IPC 1 cell is stale, IPC 10 not
     assert config_before_fields("rded", 1)["label_epochs"] == -1 and config_before_fields("rded", 1)["draws"] == 1
     assert config_before_fields("sre2l", 1)["label_epochs"] == -1
@@ -648,8 +658,8 @@ def test_relabel_at_ipc_1_uses_a_short_run_labeler_and_records_it(real, teacher)
     assert not torch.allclose(short.labels, own.labels)
     assert not torch.equal(short.views["view_logits"], own.views["view_logits"])
     assert short.meta["teacher"]["key"] == own.meta["teacher"]["key"] == teacher.info["key"]
-    assert short.meta["labeler"]["recipe"]["epochs"] == LABEL_EPOCHS_IPC1 and "labeler" not in own.meta
-    assert short.config["label_epochs"] == LABEL_EPOCHS_IPC1 and own.config["label_epochs"] == -1
+    assert short.meta["labeler"]["recipe"]["epochs"] == ipc1_epochs and "labeler" not in own.meta
+    assert short.config["label_epochs"] == ipc1_epochs and own.config["label_epochs"] == -1
 
 
 def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it(tmp_path, monkeypatch):
@@ -658,7 +668,9 @@ def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it
     from datadistill.bench.runner import BenchGrid, run_grid
     from datadistill.bench.tables import write_benchmarks_md
     from datadistill.evaluation import protocol as proto
-    from datadistill.methods._decoupled import LABEL_EPOCHS_IPC1
+    from datadistill.methods._decoupled import RelabelConfig
+
+    ipc1_epochs = RelabelConfig.LABEL_EPOCHS_IPC1  # rded's
 
     monkeypatch.setitem(proto.PRESETS, "dsa", proto.Protocol(epochs=2, num_models=1, compile=False))
     monkeypatch.setitem(proto.PRESETS, "soft", proto.Protocol(epochs=2, num_models=1, compile=False,
@@ -682,7 +694,7 @@ def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it
                      teacher_overrides=("epochs=2", "compile=false", "batch_size=32"))
     [path] = run_grid(grid, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
     row = json.loads(path.read_text())
-    assert row["labeler"]["recipe"]["epochs"] == LABEL_EPOCHS_IPC1
+    assert row["labeler"]["recipe"]["epochs"] == ipc1_epochs
     assert row["labeler"]["key"] != row["teacher"]["key"]
     # the random subset of the track is labelled by the same labeler as the set
     assert ("random", row["labeler"]["key"]) in labelled_by

@@ -218,7 +218,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     from .config import parse_set_options, update_config
     from .evaluation.evaluate import digits_like
     from .export import save_grid
-    from .methods._decoupled import RelabelConfig, relabel_set
+    from .methods._decoupled import RelabelConfig, method_label_epochs, relabel_set
     from .synthetic import SyntheticSet
 
     src, out = Path(args.dir), Path(args.out)
@@ -226,6 +226,8 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         raise RunDirError(f"{out}: --out is the set being relabelled; write the relabelled set elsewhere")
     cfg = update_config(RelabelConfig(), parse_set_options(args.set))  # validates
     syn = SyntheticSet.load(src)  # before anything touches --out
+    if cfg.label_epochs == 0:  # auto: the labeler the set's own method would choose
+        cfg = update_config(cfg, {"label_epochs": method_label_epochs(syn.method, syn.ipc)})
     _prepare_out(out, args.force)
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
     teacher = _teacher(args, real, args.quiet)
@@ -461,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dir")
     r.add_argument("--out", required=True, help="new run directory (must not exist, or be empty, unless --force)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="relabel recipe field: soft_labels, view_epochs, view_scale_min, cutmix, top_k")
+                   help="relabel recipe field: soft_labels, view_epochs, view_scale_min, cutmix, top_k, label_epochs")
     r.add_argument("--seed", type=int, default=0, help="seeds the augmented views")
     r.add_argument("--force", action="store_true", help="replace files in an existing --out")
     _add_teacher_args(r)

@@ -315,7 +315,7 @@ def _soft_track(cells: list[dict]) -> list[str]:
         for lab, used in labelers.values():
             lines.append(f"\nLabeler `{lab.get('key')}`, weights {lab.get('weights_digest')}: the teacher's recipe trained "
                          f"{lab['recipe']['epochs']} epochs, test {lab.get('test_accuracy')}%, trained in "
-                         f"{lab.get('train_time_s')} s (`label_epochs`; the teacher chose the images). It labelled: "
+                         f"{lab.get('train_time_s')} s (`label_epochs`; the teacher chose or made the images). It labelled: "
                          f"{', '.join(used)}.")
         methods = sorted({c["method"] for c in sel})
         ipcs = sorted({c["ipc"] for c in sel})
