@@ -634,20 +634,21 @@ def test_relabel_at_ipc_1_uses_a_short_run_labeler_and_records_it(real, teacher)
     from datadistill.methods import METHODS
     from datadistill.methods._decoupled import RelabelConfig, method_label_epochs
 
-    ipc1_epochs = RelabelConfig.LABEL_EPOCHS_IPC1
-    sre2l_ipc1 = METHODS.get("sre2l").Config.LABEL_EPOCHS_IPC1
+    [(_, ipc1_epochs)] = RelabelConfig.AUTO_LABELER
+    [(_, sre2l_ipc1), (_, sre2l_ipc10)] = METHODS.get("sre2l").Config.AUTO_LABELER
     assert sre2l_ipc1 != ipc1_epochs  # sre2l chose its own (validation screen in sre2l.py)
     assert get_method("rded").for_ipc(1).config.label_epochs == ipc1_epochs
     assert get_method("sre2l").for_ipc(1).config.label_epochs == sre2l_ipc1
     assert get_method("rded").for_ipc(10).config.label_epochs == -1
-    assert get_method("sre2l").for_ipc(10).config.label_epochs == -1
+    assert [get_method("sre2l").for_ipc(i).config.label_epochs for i in (2, 10, 11, 50)] == \
+        [sre2l_ipc10, sre2l_ipc10, -1, -1]
     assert get_method("rded", label_epochs=3).for_ipc(10).config.label_epochs == 3
     assert get_method("sre2l", label_epochs=-1).for_ipc(1).config.label_epochs == -1
     # `datadistill relabel` picks the stored set's method's auto value; RelabelConfig's for any other
     assert [method_label_epochs(m, 1) for m in ("rded", "sre2l", "random", "dm", "no-such")] == \
         [ipc1_epochs, sre2l_ipc1, ipc1_epochs, ipc1_epochs, ipc1_epochs]
-    assert {method_label_epochs(m, 10) for m in ("rded", "sre2l", "random")} == {-1}
-    # cells stored before the field were labelled by the teacher: an IPC 1 cell is stale, IPC 10 not
+    assert [method_label_epochs(m, 10) for m in ("rded", "sre2l", "random")] == [-1, sre2l_ipc10, -1]
+    # cells stored before the field were labelled by the teacher: stale where the auto value is a labeler
     assert config_before_fields("rded", 1)["label_epochs"] == -1 and config_before_fields("rded", 1)["draws"] == 1
     assert config_before_fields("sre2l", 1)["label_epochs"] == -1
 
@@ -670,7 +671,7 @@ def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it
     from datadistill.evaluation import protocol as proto
     from datadistill.methods._decoupled import RelabelConfig
 
-    ipc1_epochs = RelabelConfig.LABEL_EPOCHS_IPC1  # rded's
+    [(_, ipc1_epochs)] = RelabelConfig.AUTO_LABELER  # rded's
 
     monkeypatch.setitem(proto.PRESETS, "dsa", proto.Protocol(epochs=2, num_models=1, compile=False))
     monkeypatch.setitem(proto.PRESETS, "soft", proto.Protocol(epochs=2, num_models=1, compile=False,
