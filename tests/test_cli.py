@@ -449,6 +449,30 @@ TINY_TEACHER_ARGS = ["--teacher-set", "epochs=2", "--teacher-set", "compile=fals
                      "--teacher-set", "model_kwargs={norm: batch, width: 8}"]
 
 
+def test_relabel_labels_a_stored_set_with_its_own_methods_auto_labeler(tmp_path, npz, capsys):
+    """`relabel` without label_epochs takes the stored set's method's choice: sre2l's own at IPC 1,
+    RelabelConfig's for a random subset (both a short run of the teacher's recipe, cached)."""
+    from datadistill.methods import METHODS
+    from datadistill.methods._decoupled import RelabelConfig
+
+    [(_, sre2l_epochs), *_] = METHODS.get("sre2l").Config.AUTO_LABELER
+    [(_, other_epochs)] = RelabelConfig.AUTO_LABELER
+    assert sre2l_epochs != other_epochs
+    common = ["--teacher-cache", str(tmp_path / "teachers"), *TINY_TEACHER_ARGS]
+    for method, extra, epochs in (("sre2l", ["--set", "iterations=2", "--set", "view_epochs=2",
+                                             "--set", "label_epochs=-1"], sre2l_epochs),
+                                  ("random", [], other_epochs)):
+        src, out = tmp_path / method, tmp_path / f"{method}-soft"
+        code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", method,
+                            "--ipc", "1", "--out", str(src), *common, *extra], capsys)
+        assert code == 0, err
+        code, stdout, err = run(["relabel", str(src), "--out", str(out), *common, "--set", "view_epochs=2"], capsys)
+        assert code == 0, err
+        soft = SyntheticSet.load(out)
+        assert soft.meta["labeler"]["recipe"]["epochs"] == epochs and soft.meta["relabel"]["label_epochs"] == epochs
+        assert f"({epochs} epochs of the teacher's recipe)" in stdout
+
+
 def test_relabel_soft_labels_a_stored_set_into_a_new_directory(tmp_path, npz, capsys):
     src, out = tmp_path / "run", tmp_path / "soft"
     code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random",
