@@ -394,6 +394,20 @@ def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field()
     assert text.count("## Cross-architecture") == 1 and "| rded | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text
 
 
+def test_tables_name_each_network_once_per_method_and_ipc_with_its_seeds():
+    from datadistill.bench.tables import _networks_used
+
+    lab = {"key": "k1", "weights_digest": "w1"}
+    cells = [{"method": "rded", "ipc": 1, "seed": s, "method_overrides": {}, "labeler": lab} for s in (2, 0, 1)]
+    cells += [{"method": "sre2l", "ipc": 10, "seed": 0, "method_overrides": {"lr": 0.1}, "labeler": lab},
+              {"method": "sre2l", "ipc": 1, "seed": 0, "method_overrides": {}, "labeler": {"key": "k1", "weights_digest": "w2"}},
+              {"method": "random", "ipc": 1, "seed": 0, "method_overrides": {}}]
+    used = _networks_used(cells, "labeler")
+    assert list(used) == [("k1", "w1"), ("k1", "w2")]
+    assert used[("k1", "w1")][1] == ["rded IPC 1 (seeds 0, 1, 2)", "sre2l (lr=0.1) IPC 10 (seed 0)"]
+    assert used[("k1", "w2")][1] == ["sre2l IPC 1 (seed 0)"]
+
+
 def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, capsys, monkeypatch):
     """dc and dsa start from DM's set (`init=dm`): a grid that already holds it (the dm cell's set,
     or another cell's init stage) hands it over instead of distilling DM again, and the cell's

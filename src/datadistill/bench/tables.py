@@ -63,6 +63,18 @@ def _label(cell: dict[str, Any]) -> str:
     return cell["method"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(ov.items())) + ")" if ov else "")
 
 
+def _networks_used(cells: list[dict], who: str) -> dict[tuple, tuple[dict, list[str]]]:
+    """The distinct networks (`who`: 'teacher' or 'labeler') the cells record, each with the cells
+    it served, one entry per method and IPC with its seeds: 'rded IPC 1 (seeds 0, 1, 2)'."""
+    seeds: dict[tuple, tuple[dict, dict[str, list[int]]]] = {}
+    for c in sorted(cells, key=lambda c: (_label(c), c["ipc"], c["seed"])):
+        if c.get(who):
+            net, used = seeds.setdefault(_teacher_id(c[who]), (c[who], {}))
+            used.setdefault(f"{_label(c)} IPC {c['ipc']}", []).append(c["seed"])
+    return {key: (net, [f"{name} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})" for name, s in used.items()])
+            for key, (net, used) in seeds.items()}
+
+
 def _newest_protocol(rows: list[dict]) -> dict[str, Any]:
     """The protocol of a table's cells as the newest of them records it (fields added later, at
     values that leave the older cells' training unchanged, are only in newer cells)."""
@@ -298,21 +310,14 @@ def _soft_track(cells: list[dict]) -> list[str]:
                          f"{f(t['hard_random'])} | {sb.get('images', 0) / 1024:.0f} KiB / {sb['total'] / 1024:.0f} KiB | "
                          f"{g(t['ior'], True)} | {g(t['hlr'], True)} | {g(t['ddrs'])} | {g(t['gain_survival'])} | "
                          f"{c['distill_wall_time_s']:.0f} |")
-        teachers: dict[tuple, tuple[dict, list[str]]] = {}
-        for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
-            if c.get("teacher"):
-                teachers.setdefault(_teacher_id(c["teacher"]), (c["teacher"], []))[1].append(f"{_label(c)} IPC {c['ipc']}")
+        teachers = _networks_used(sel, "teacher")
         for tch, used in teachers.values():
             digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""
             lines.append(f"\nTeacher `{tch.get('key')}`{digest}: test {tch.get('test_accuracy')}%, trained in "
                          f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
                          "not counted in the distill times)."
                          + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else ""))
-        labelers: dict[tuple, tuple[dict, list[str]]] = {}
-        for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
-            if c.get("labeler"):
-                labelers.setdefault(_teacher_id(c["labeler"]), (c["labeler"], []))[1].append(f"{_label(c)} IPC {c['ipc']}")
-        for lab, used in labelers.values():
+        for lab, used in _networks_used(sel, "labeler").values():
             lines.append(f"\nLabeler `{lab.get('key')}`, weights {lab.get('weights_digest')}: the teacher's recipe trained "
                          f"{lab['recipe']['epochs']} epochs, test {lab.get('test_accuracy')}%, trained in "
                          f"{lab.get('train_time_s')} s (`label_epochs`; the teacher chose or made the images). It labelled: "
