@@ -66,13 +66,16 @@ def _label(cell: dict[str, Any]) -> str:
 def _networks_used(cells: list[dict], who: str) -> dict[tuple, tuple[dict, list[str]]]:
     """The distinct networks (`who`: 'teacher' or 'labeler') the cells record, each with the cells
     it served, one entry per method and IPC with its seeds: 'rded IPC 1 (seeds 0, 1, 2)'."""
-    seeds: dict[tuple, tuple[dict, dict[str, list[int]]]] = {}
+    nets: dict[tuple, tuple[dict, dict[str, list[int]]]] = {}
     for c in sorted(cells, key=lambda c: (_label(c), c["ipc"], c["seed"])):
         if c.get(who):
-            net, used = seeds.setdefault(_teacher_id(c[who]), (c[who], {}))
+            net, used = nets.setdefault(_teacher_id(c[who]), (c[who], {}))
             used.setdefault(f"{_label(c)} IPC {c['ipc']}", []).append(c["seed"])
-    return {key: (net, [f"{name} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})" for name, s in used.items()])
-            for key, (net, used) in seeds.items()}
+
+    def served(name: str, seeds: list[int]) -> str:
+        return f"{name} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+
+    return {key: (net, [served(name, seeds) for name, seeds in used.items()]) for key, (net, used) in nets.items()}
 
 
 def _newest_protocol(rows: list[dict]) -> dict[str, Any]:

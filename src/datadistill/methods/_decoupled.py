@@ -86,9 +86,9 @@ def auto_label_epochs(ipc: int, schedule: Sequence[tuple[int, int]] = RelabelCon
     | 6 epochs | 90.43 | 79.60 | 81.92 | 81.21 | 80.91 |
     A less trained network's softer, more structured labels teach ten images more (as Qin et al.
     found for early-stopped experts at small budgets). IPC 10 (validation, same screen, seed 0):
-    rded the teacher 90.78, 6 epochs 89.58; a random subset 90.16 / 89.82 (rded keeps the teacher);
-    sre2l 85.25 / 87.40 (4 epochs 86.30, 10 epochs 86.67), seed 1 84.27 / 86.68 (sre2l takes 6).
-    The labeler helps recovered images, not real ones."""
+    rded the teacher 90.78, 6 epochs 89.58; a random subset 90.16 / 89.82, so both keep the
+    teacher there; sre2l gains and takes 6 (its screen is in `sre2l.py`). The labeler helps
+    recovered images, not real ones."""
     for up_to, epochs in schedule:
         if ipc <= up_to:
             return epochs
