@@ -232,6 +232,26 @@ def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):
     assert code != 0 and "dc|dsa" in err and len(err.strip().splitlines()) == 1
 
 
+def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, capsys):
+    results = tmp_path / "results"
+    base = ["speed", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "2", "--epochs", "2",
+            "--results", str(results), "--markdown", str(tmp_path / "B.md")]
+    assert run([*base, "--paths", "eager-fp32,eager-bf16"], capsys)[0] == 0
+    assert run([*base, "--paths", "eager-fp32,eager-bf16", "--model", "lenet", "--batch-size", "4",
+                "--rounds", "2"], capsys)[0] == 0
+    names = sorted(p.name for p in results.glob("speed-eval-*.json"))
+    assert names == ["speed-eval-tensors-ipc2-ep2-eager-fp32+eager-bf16.json",
+                     "speed-eval-tensors-ipc2-ep2-lenet-b4-eager-fp32+eager-bf16-r2.json"]
+    row = json.loads((results / names[1]).read_text())
+    assert "--model lenet --batch-size 4 --rounds 2" in row["command"] and "lenet" in row["what"]
+    assert {"eager-fp32 train s", "eager-bf16 test acc %"} <= set(row["figures"])
+    assert len(row["figures"]["eager-fp32 train s per round"]) == 2
+    code, _, err = run([*base, "--paths", "eager-fp32,turbo"], capsys)
+    assert code != 0 and "turbo" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["speed", "--what", "dm", "--model", "lenet", "--results", str(results)], capsys)
+    assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1
+
+
 def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, capsys):
     results, md = tmp_path / "results", tmp_path / "B.md"
     argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "best-of-random", "--ipc", "1",

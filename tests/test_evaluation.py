@@ -168,6 +168,38 @@ def test_compiled_bf16_matches_eager_closely(tiny_real):
     assert torch.allclose(outs[0], outs[1], atol=1e-4)
 
 
+def test_memory_formats_train_the_same_model(tiny_real):
+    """channels_last changes only the rounding: the same seed trains to the same weights, and the
+    model comes back contiguous."""
+    from datadistill.models import get_model
+
+    x, y = tiny_real.train.x[:16], tiny_real.train.y[:16]
+    outs = []
+    for fmt in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        m = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8)
+        fit(m, x, y, epochs=3, lr=0.01, generator=torch.Generator().manual_seed(0), precision="fp32",
+            compile=False, memory_format=fmt)
+        assert all(p.is_contiguous() for p in m.parameters())
+        outs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    torch.manual_seed(0)
+    init = torch.cat([p.detach().flatten() for p in get_model("convnet", channels=1, num_classes=4,
+                                                                image_size=(12, 12), width=8).parameters()])
+    assert not torch.allclose(outs[0], init, atol=1e-3)  # it trained
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+
+
+def test_memory_format_is_recorded_and_checked(tiny_real):
+    seen = []
+    evaluate(real_subset(tiny_real), tiny_real, "dc", on_model=seen.append, **FAST)
+    assert {r["memory_format"] for r in seen} == {"contiguous"}
+    seen.clear()
+    evaluate(real_subset(tiny_real), tiny_real, "dc", on_model=seen.append, memory_format="channels_last", **FAST)
+    assert {r["memory_format"] for r in seen} == {"channels_last"}
+    with pytest.raises(ConfigError, match="memory_format"):
+        evaluate(real_subset(tiny_real), tiny_real, "dc", memory_format="nhwc", **FAST)
+
+
 def test_soft_cross_entropy_equals_ce_for_one_hot():
     logits = torch.randn(5, 3)
     y = torch.tensor([0, 1, 2, 1, 0])

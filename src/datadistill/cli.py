@@ -325,11 +325,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from .bench.speed import dc_speed, dm_speed, evaluation_speed
+    from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed
     from .bench.tables import write_benchmarks_md
 
     if args.set and args.what not in ("dc", "dsa"):
         raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
+    if args.what != "evaluation" and (args.model != "convnet" or args.batch_size is not None or args.paths
+                                      or args.rounds != 1):
+        raise ConfigError(f"speed --model, --batch-size, --paths and --rounds apply to --what evaluation, "
+                          f"not {args.what}")
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations)
@@ -344,7 +348,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
                        results_dir=Path(args.results), quiet=args.quiet, outer_steps=args.iterations)
     else:
         row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
-                               results_dir=Path(args.results), paths=tuple(args.paths.split(",")), quiet=args.quiet)
+                               results_dir=Path(args.results), quiet=args.quiet,
+                               paths=tuple(args.paths.split(",")) if args.paths else DEFAULT_EVAL_PATHS,
+                               model=args.model, batch_size=args.batch_size, rounds=args.rounds)
     print(", ".join(f"{k}: {v}" for k, v in row["figures"].items()))
     write_benchmarks_md(Path(args.results), Path(args.markdown))
     return 0
@@ -451,8 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dc/dsa: also time the view-pool schedule pool_size=P, refresh_every=R, iterations=I")
     sp.add_argument("--epochs", type=int, default=1000)
-    sp.add_argument("--paths", default="eager-fp32-plain,eager-fp32,fast",
-                    help="comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast")
+    sp.add_argument("--paths", default=None,
+                    help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "
+                         "as evaluation runs), fast-channels-last (default: "
+                         "eager-fp32-plain,eager-fp32,fast)")
+    sp.add_argument("--rounds", type=int, default=1,
+                    help="evaluation: time every path this many times, the order alternating, and report means")
+    sp.add_argument("--model", default="convnet", help="evaluation: the architecture trained")
+    sp.add_argument("--batch-size", type=int, default=None,
+                    help="evaluation: training batch (default: the dsa protocol's 256, capped by the set's size)")
     sp.add_argument("--results", default="benchmarks/results")
     sp.add_argument("--markdown", default="BENCHMARKS.md")
     _add_data_args(sp)

@@ -9,46 +9,94 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_json
+from ..errors import ConfigError
+
+EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "eager-bf16", "fast", "fast-channels-last")
+DEFAULT_EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "fast")
 
 
 def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: int = 1000, data_dir: str | None = None,
-                     results_dir: Path | None = None, paths: tuple[str, ...] = ("eager-fp32", "fast"),
-                     quiet: bool = False) -> dict[str, Any]:
-    """Train one ConvNet-3 under the 'dsa' protocol (DSA, `epochs`) on a random real subset of
-    `ipc` images per class, once per path; report seconds and test accuracy of each."""
+                     results_dir: Path | None = None, paths: tuple[str, ...] = DEFAULT_EVAL_PATHS,
+                     quiet: bool = False, model: str = "convnet", batch_size: int | None = None,
+                     rounds: int = 1) -> dict[str, Any]:
+    """Train one `model` under the 'dsa' protocol (DSA, `epochs`, batch `batch_size`: default the
+    protocol's) on a random real subset of `ipc` images per class, once per path; report seconds
+    and test accuracy of each. Paths: 'eager-fp32-plain' (ConvNet only: plain nn.Conv2d + GroupNorm
+    modules), 'eager-fp32', 'eager-bf16', 'fast' (compiled bf16, as evaluation runs) and
+    'fast-channels-last' ('fast' with channels_last weights). `rounds` > 1 times every path again, alternating the order (A B, B A, ...),
+    and reports each path's mean: a path's time depends on when in the run it goes, by as much as
+    20% on this machine. The results file is named by dataset, IPC, epochs, and (when not the
+    defaults) model, batch, paths and rounds, so one comparison never replaces another."""
     from .. import distill, load_dataset
     from ..evaluation import evaluate, get_protocol
 
+    unknown = [p for p in paths if p not in EVAL_PATHS]
+    if unknown:
+        raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(EVAL_PATHS)}")
+    if rounds < 1:
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+    if "eager-fp32-plain" in paths and model != "convnet":
+        raise ConfigError("speed path eager-fp32-plain is the plain ConvNet: use it with --model convnet")
     real = load_dataset(dataset, data_dir=data_dir)
     syn = distill(real, "random", ipc, seed=0)
     plain = {"model_kwargs": {"fast_first_block": False}}  # nn.Conv2d -> GroupNorm, as a user would write it
-    settings = {"eager-fp32-plain": dict(precision="fp32", compile=False, **plain),
-                "eager-fp32": dict(precision="fp32", compile=False), "eager-bf16": dict(precision="bf16", compile=False),
-                "fast": dict(precision="bf16", compile=True)}
+    fast = dict(precision="bf16", compile=True)
+    settings = {"eager-fp32-plain": (dict(precision="fp32", compile=False, **plain), "contiguous"),
+                "eager-fp32": (dict(precision="fp32", compile=False), "contiguous"),
+                "eager-bf16": (dict(precision="bf16", compile=False), "contiguous"),
+                "fast": (fast, "contiguous"),
+                "fast-channels-last": (fast, "channels_last")}
+    base = get_protocol("dsa", epochs=epochs, num_models=1, model=model)
+    if batch_size is not None:
+        base = base.replace(batch_size=batch_size)
+    batch = base.batch_for(len(syn.images))
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    accs: dict[str, float] = {}
+    for k in range(rounds):
+        for name in (paths if k % 2 == 0 else paths[::-1]):
+            overrides, fmt = settings[name]
+            protocol = base.replace(**overrides)
+            if protocol.compile and k == 0:  # compile once outside the timed run, as any second model would find it
+                evaluate(syn, real, protocol.replace(epochs=1), memory_format=fmt)
+            t0 = time.perf_counter()
+            r = evaluate(syn, real, protocol, memory_format=fmt)
+            times[name].append(r.train_time_s)
+            accs[name] = r.mean
+            if not quiet:
+                print(f"{name}: {r.train_time_s:.1f} s training, {r.mean:.2f}% test "
+                      f"({time.perf_counter() - t0:.0f} s total)", flush=True)
     figures: dict[str, Any] = {}
     for name in paths:
-        protocol = get_protocol("dsa", epochs=epochs, num_models=1, **settings[name])
-        if name == "fast":  # compile once outside the timed run, as any second model would find it
-            evaluate(syn, real, protocol.replace(epochs=1))
-        t0 = time.perf_counter()
-        r = evaluate(syn, real, protocol)
-        figures[f"{name} train s"] = round(r.train_time_s, 1)
-        figures[f"{name} test acc %"] = round(r.mean, 2)
-        if not quiet:
-            print(f"{name}: {r.train_time_s:.1f} s training, {r.mean:.2f}% test ({time.perf_counter() - t0:.0f} s total)",
-                  flush=True)
-    for base in ("eager-fp32-plain", "eager-fp32"):
-        if base in paths and "fast" in paths:
-            figures[f"speed-up vs {base}"] = round(figures[f"{base} train s"] / figures["fast train s"], 2)
-    row = {"what": f"evaluation, one ConvNet-3 model, IPC {ipc}, {epochs} epochs, DSA",
+        figures[f"{name} train s"] = round(sum(times[name]) / rounds, 1)
+        if rounds > 1:
+            figures[f"{name} train s per round"] = [round(t, 1) for t in times[name]]
+        figures[f"{name} test acc %"] = round(accs[name], 2)
+    for slow in ("eager-fp32-plain", "eager-fp32"):
+        if slow in paths and "fast" in paths:
+            figures[f"speed-up vs {slow}"] = round(figures[f"{slow} train s"] / figures["fast train s"], 2)
+    if "fast" in paths and "fast-channels-last" in paths:
+        figures["channels-last speed-up"] = round(figures["fast train s"] / figures["fast-channels-last train s"], 2)
+    label = "ConvNet-3" if model == "convnet" else model
+    row = {"what": (f"evaluation, one {label} model, IPC {ipc}, {epochs} epochs, DSA, batch {batch}"
+                     + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
            "setting": (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; eager-fp32-plain: "
-                       "nn.Conv2d + GroupNorm in eager fp32; eager-fp32: our ConvNet in eager fp32; fast: "
-                       "bf16 autocast + torch.compile"),
+                       "nn.Conv2d + GroupNorm in eager fp32; eager-fp32: our models in eager fp32; fast: "
+                       "bf16 autocast + torch.compile; fast-channels-last: the same with channels_last weights"),
            "figures": figures,
-           "command": f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}",
+           "command": (f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}"
+                       + (f" --model {model}" if model != "convnet" else "")
+                       + (f" --batch-size {batch_size}" if batch_size is not None else "")
+                       + (f" --rounds {rounds}" if rounds > 1 else "")),
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}.json", row)
+        name = f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}"
+        if model != "convnet" or batch_size is not None:
+            name += f"-{model}-b{batch}"
+        if tuple(paths) != DEFAULT_EVAL_PATHS:
+            name += "-" + "+".join(paths)
+        if rounds > 1:
+            name += f"-r{rounds}"
+        atomic_write_json(Path(results_dir) / f"{name}.json", row)
     return row
 
 

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..models import get_model
 from ..synthetic import SyntheticSet
 from .protocol import Protocol, get_protocol
-from .train import accuracy, fit
+from .train import accuracy, check_memory_format, fit
 
 
 @dataclass
@@ -61,7 +61,7 @@ def train_eval_models(
     progress: Callable[[int, int], None] | None = None, batches: Callable | None = None,
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = None, memory_format: str = "contiguous",
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
@@ -70,12 +70,15 @@ def train_eval_models(
 
     Each model is seeded by its index alone, so an evaluation can resume: `finished` holds the
     records (`on_model` receives one as each model ends: accuracy, per-class accuracy, seconds) of
-    models 0, 1, ... of an earlier, interrupted run with the same inputs; those are not trained again."""
+    models 0, 1, ... of an earlier, interrupted run with the same inputs; those are not trained again.
+    `memory_format` ('contiguous' or 'channels_last'): the layout the models train in (`fit`), an
+    implementation choice like the device: only the rounding differs."""
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
     if len(target) == 0:
         raise ConfigError(f"{real.name} has an empty {split} split")
+    check_memory_format(memory_format)
     dev = check_device(device) if device is not None else real.device
     x, y = x.to(dev), y.to(dev)
     sample_weights = sample_weights.to(dev) if sample_weights is not None else None
@@ -112,7 +115,8 @@ def train_eval_models(
             momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_for(len(x)),
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
-            optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets)
+            optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets,
+            memory_format=memory_format)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
@@ -123,7 +127,7 @@ def train_eval_models(
         per_class.append([100 * a for a in pc])
         if on_model is not None:
             on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1,
-                      "device": device_name(dev)})
+                      "device": device_name(dev), "memory_format": memory_format})
     return accs, per_class, t_train, t_test
 
 
@@ -138,6 +142,7 @@ def evaluate(
     finished: Sequence[dict[str, Any]] = (),
     on_model: Callable[[dict[str, Any]], None] | None = None,
     device: str | torch.device | None = None,
+    memory_format: str = "contiguous",
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -149,8 +154,10 @@ def evaluate(
     learned lr is used only when `protocol.use_learned_lr`. `finished` / `on_model`: resuming an
     interrupted evaluation model by model (`train_eval_models`). `device`: where the models train
     (default: where `real` lives); the set and the test split are moved there, stored views are
-    rendered on the CPU and each batch is moved there. The result's `device` names it. Only the arithmetic's rounding differs between devices: every random
-    draw (initialisation, shuffling, augmentation) is made on the CPU.
+    rendered on the CPU and each batch is moved there. The result's `device` names it. Only the
+    arithmetic's rounding differs between devices: every random draw (initialisation, shuffling,
+    augmentation) is made on the CPU. `memory_format` ('contiguous' or 'channels_last'): the layout
+    the models train in (`fit`); likewise only the rounding differs.
     """
     protocol = get_protocol(protocol, **overrides)
     dev = check_device(device) if device is not None else real.device
@@ -197,7 +204,8 @@ def evaluate(
     accs, per_class, t_train, t_test = train_eval_models(x, y, real, protocol, split=split, lr=lr,
                                                          sample_weights=w, progress=progress,
                                                          batches=batches, targets=targets,
-                                                         finished=finished, on_model=on_model, device=dev)
+                                                         finished=finished, on_model=on_model, device=dev,
+                                                         memory_format=memory_format)
     here = [rec.get("device", "cpu") for rec in finished] + [device_name(dev)] * (len(accs) - len(finished))
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(
