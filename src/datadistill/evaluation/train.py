@@ -6,9 +6,10 @@ weights, the optimiser and the loss stay in fp32. The compiled function takes th
 explicit inputs (`torch.func.functional_call`), so fresh models of one architecture reuse one compile.
 
 Memory format (`fit(memory_format=...)`): contiguous by default. channels_last trains the same
-model (only the rounding differs) and was not adopted: paired runs of `datadistill speed --paths
-fast,fast-channels-last` found no gain beyond the run-to-run noise (ConvNet, batch 10:
-ratios 0.82 to 1.37 depending on the order of the paths; vgg11, alexnet, lenet, resnet18: 0.86 to 1.08).
+model (only the rounding differs) and was not adopted: `datadistill speed --paths
+fast,fast-channels-last` found no gain beyond the drift within a run. ConvNet at batch 10: 1.37 with
+contiguous timed first, 0.82 with channels_last first, 1.05 over 4 rounds in alternating order;
+vgg11, alexnet, lenet, resnet18 (one run each, contiguous first): 0.86 to 1.08.
 """
 from __future__ import annotations
 
