@@ -178,8 +178,12 @@ def test_memory_formats_train_the_same_model(tiny_real):
     for fmt in ("contiguous", "channels_last"):
         torch.manual_seed(0)
         m = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8)
+        w = m.features[4].weight  # (8, 8, 3, 3): its layout tells the two formats apart
+        layouts = []
         fit(m, x, y, epochs=3, lr=0.01, generator=torch.Generator().manual_seed(0), precision="fp32",
-            compile=False, memory_format=fmt)
+            compile=False, memory_format=fmt,
+            on_epoch=lambda e, loss: layouts.append(w.is_contiguous(memory_format=torch.channels_last)))
+        assert layouts == [fmt == "channels_last"] * 3  # trained in the format asked for
         assert all(p.is_contiguous() for p in m.parameters())
         outs.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     torch.manual_seed(0)

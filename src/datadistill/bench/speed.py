@@ -11,8 +11,10 @@ import torch
 from .._io import atomic_write_json
 from ..errors import ConfigError
 
-EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "eager-bf16", "fast", "fast-channels-last")
 DEFAULT_EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "fast")
+PATH_TEXT = {"eager-fp32-plain": "nn.Conv2d + GroupNorm in eager fp32", "eager-fp32": "our models in eager fp32",
+             "eager-bf16": "our models in eager bf16 autocast", "fast": "bf16 autocast + torch.compile",
+             "fast-channels-last": "fast with channels_last weights"}
 
 
 def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: int = 1000, data_dir: str | None = None,
@@ -31,9 +33,9 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     from .. import distill, load_dataset
     from ..evaluation import evaluate, get_protocol
 
-    unknown = [p for p in paths if p not in EVAL_PATHS]
+    unknown = [p for p in paths if p not in PATH_TEXT]
     if unknown:
-        raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(EVAL_PATHS)}")
+        raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(PATH_TEXT)}")
     if rounds < 1:
         raise ConfigError(f"speed rounds must be positive, got {rounds}")
     if "eager-fp32-plain" in paths and model != "convnet":
@@ -42,11 +44,9 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     syn = distill(real, "random", ipc, seed=0)
     plain = {"model_kwargs": {"fast_first_block": False}}  # nn.Conv2d -> GroupNorm, as a user would write it
     fast = dict(precision="bf16", compile=True)
-    settings = {"eager-fp32-plain": (dict(precision="fp32", compile=False, **plain), "contiguous"),
-                "eager-fp32": (dict(precision="fp32", compile=False), "contiguous"),
-                "eager-bf16": (dict(precision="bf16", compile=False), "contiguous"),
-                "fast": (fast, "contiguous"),
-                "fast-channels-last": (fast, "channels_last")}
+    settings = {"eager-fp32-plain": dict(precision="fp32", compile=False, **plain),
+                "eager-fp32": dict(precision="fp32", compile=False), "eager-bf16": dict(precision="bf16", compile=False),
+                "fast": fast, "fast-channels-last": fast}
     base = get_protocol("dsa", epochs=epochs, num_models=1, model=model)
     if batch_size is not None:
         base = base.replace(batch_size=batch_size)
@@ -55,8 +55,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     accs: dict[str, float] = {}
     for k in range(rounds):
         for name in (paths if k % 2 == 0 else paths[::-1]):
-            overrides, fmt = settings[name]
-            protocol = base.replace(**overrides)
+            protocol = base.replace(**settings[name])
+            fmt = "channels_last" if name == "fast-channels-last" else "contiguous"
             if protocol.compile and k == 0:  # compile once outside the timed run, as any second model would find it
                 evaluate(syn, real, protocol.replace(epochs=1), memory_format=fmt)
             t0 = time.perf_counter()
@@ -80,9 +80,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     label = "ConvNet-3" if model == "convnet" else model
     row = {"what": (f"evaluation, one {label} model, IPC {ipc}, {epochs} epochs, DSA, batch {batch}"
                      + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
-           "setting": (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; eager-fp32-plain: "
-                       "nn.Conv2d + GroupNorm in eager fp32; eager-fp32: our models in eager fp32; fast: "
-                       "bf16 autocast + torch.compile; fast-channels-last: the same with channels_last weights"),
+           "setting": (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; "
+                       + "; ".join(f"{name}: {PATH_TEXT[name]}" for name in paths)),
            "figures": figures,
            "command": (f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}"
                        + (f" --model {model}" if model != "convnet" else "")
