@@ -232,6 +232,40 @@ def test_speed_rejects_an_unknown_schedule_key(tmp_path, capsys):
     assert code != 0 and "dc|dsa" in err and len(err.strip().splitlines()) == 1
 
 
+def test_speed_rounds_alternate_the_order_and_reject_a_count_below_one(tmp_path, capsys):
+    from datadistill.bench.speed import alternating
+
+    calls: list[str] = []
+
+    def measure(name: str, value: float):
+        return lambda: (calls.append(name), value + len(calls))[1]
+
+    times = alternating({"a": measure("a", 0.0), "b": measure("b", 10.0), "c": measure("c", 20.0)}, 3)
+    assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert times == {"a": [1.0, 6.0, 7.0], "b": [12.0, 15.0, 18.0], "c": [23.0, 24.0, 29.0]}
+    for what in ("dm", "dsa", "evaluation"):  # refused before any data loads
+        code, _, err = run(["speed", "--what", what, "--rounds", "0", "--dataset", "nope", "--results", str(tmp_path)],
+                           capsys)
+        assert code != 0 and "rounds must be positive" in err and len(err.strip().splitlines()) == 1
+
+
+def test_speed_rows_name_the_cpu_they_ran_on(tmp_path):
+    from datadistill._runtime import machine, machine_text
+    from datadistill.bench.tables import write_benchmarks_md
+
+    m = machine()
+    assert m["threads"] == torch.get_num_threads() and m["bf16"] in ("amx", "avx512_bf16", "none", "unknown")
+    assert machine_text({"processor": "AMD EPYC", "bf16": "avx512_bf16", "threads": 2}) == \
+        "AMD EPYC (AVX512-BF16, no AMX), 2 threads"
+    row = {"what": "w", "setting": "s", "figures": {"x": 1}, "command": "c"}
+    (tmp_path / "speed-a.json").write_text(json.dumps({**row, "what": "new", "machine": {
+        "processor": "Xeon", "bf16": "amx", "threads": 2}}))
+    (tmp_path / "speed-b.json").write_text(json.dumps({**row, "what": "old"}))
+    text = write_benchmarks_md(tmp_path, tmp_path / "B.md").read_text()
+    assert "| new | s | Xeon (AMX-BF16), 2 threads | x 1 | `c` |" in text
+    assert "| old | s | not recorded | x 1 | `c` |" in text
+
+
 def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, capsys):
     results = tmp_path / "results"
     base = ["speed", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "2", "--epochs", "2",
@@ -246,6 +280,7 @@ def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, cap
     assert "--model lenet --batch-size 4 --rounds 2" in row["command"] and "lenet" in row["what"]
     assert {"eager-fp32 train s", "eager-bf16 test acc %"} <= set(row["figures"])
     assert len(row["figures"]["eager-fp32 train s per round"]) == 2
+    assert row["machine"]["threads"] == torch.get_num_threads() and "bf16" in row["machine"]
     code, _, err = run([*base, "--paths", "eager-fp32,turbo"], capsys)
     assert code != 0 and "turbo" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["speed", "--what", "dm", "--model", "lenet", "--results", str(results)], capsys)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_json, tensor_digest as digest
+from .._runtime import machine
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation
@@ -87,13 +87,6 @@ def set_dir_name(dataset: str, method: str, ipc: int, seed: int, overrides: dict
     if overrides:
         name += "__" + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
     return name
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-
-    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-            "processor": platform.processor()}
 
 
 def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cells: int | None = None,
@@ -207,7 +200,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "set_digest": digest(syn.tensors()),  # which set: cells of one set on other architectures agree
             "labels": res.labels, "evaluation": res.as_dict(),
             "distill_iterations": syn.meta.get("iterations"),
-            "library_version": __version__, "git_revision": _git_revision(), "machine": _machine(),
+            "library_version": __version__, "git_revision": _git_revision(), "machine": machine(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         for who in ("teacher", "labeler"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from .._io import atomic_write_json
+from .._runtime import machine
 from ..errors import ConfigError
 
 DEFAULT_EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "fast")
@@ -37,7 +38,7 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     if unknown:
         raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(PATH_TEXT)}")
     if rounds < 1:
-        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")  # before the data loads
     if "eager-fp32-plain" in paths and model != "convnet":
         raise ConfigError("speed path eager-fp32-plain is the plain ConvNet: use it with --model convnet")
     real = load_dataset(dataset, data_dir=data_dir)
@@ -51,24 +52,28 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     if batch_size is not None:
         base = base.replace(batch_size=batch_size)
     batch = base.batch_for(len(syn.images))
-    times: dict[str, list[float]] = {name: [] for name in paths}
     accs: dict[str, float] = {}
-    for k in range(rounds):
-        for name in (paths if k % 2 == 0 else paths[::-1]):
-            protocol = base.replace(**settings[name])
-            fmt = "channels_last" if name == "fast-channels-last" else "contiguous"
-            if protocol.compile and k == 0:  # compile once outside the timed run, as any second model would find it
+
+    def measure(name: str) -> Callable[[], float]:
+        protocol = base.replace(**settings[name])
+        fmt = "channels_last" if name == "fast-channels-last" else "contiguous"
+
+        def run() -> float:
+            if protocol.compile and name not in accs:  # compile outside the timed run, as a second model finds it
                 evaluate(syn, real, protocol.replace(epochs=1), memory_format=fmt)
             t0 = time.perf_counter()
             r = evaluate(syn, real, protocol, memory_format=fmt)
-            times[name].append(r.train_time_s)
             accs[name] = r.mean
             if not quiet:
                 print(f"{name}: {r.train_time_s:.1f} s training, {r.mean:.2f}% test "
                       f"({time.perf_counter() - t0:.0f} s total)", flush=True)
+            return r.train_time_s
+        return run
+
+    times = alternating({name: measure(name) for name in paths}, rounds)
     figures: dict[str, Any] = {}
     for name in paths:
-        figures[f"{name} train s"] = round(sum(times[name]) / rounds, 1)
+        figures[f"{name} train s"] = round(_mean(times[name]), 1)
         if rounds > 1:
             figures[f"{name} train s per round"] = [round(t, 1) for t in times[name]]
         figures[f"{name} test acc %"] = round(accs[name], 2)
@@ -87,17 +92,37 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
                        + (f" --model {model}" if model != "convnet" else "")
                        + (f" --batch-size {batch_size}" if batch_size is not None else "")
                        + (f" --rounds {rounds}" if rounds > 1 else "")),
-           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
         name = f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}"
         if model != "convnet" or batch_size is not None:
             name += f"-{model}-b{batch}"
         if tuple(paths) != DEFAULT_EVAL_PATHS:
             name += "-" + "+".join(paths)
-        if rounds > 1:
-            name += f"-r{rounds}"
-        atomic_write_json(Path(results_dir) / f"{name}.json", row)
+        atomic_write_json(Path(results_dir) / f"{name}{_rounds_suffix(rounds)}.json", row)
     return row
+
+
+def alternating(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run every measurement `rounds` times, the order alternating (A B C, C B A, ...), and return
+    each one's results in round order. A time depends on when in a run it is taken (the machine
+    drifts), so a fixed order favours whichever measurement goes last."""
+    if rounds < 1:
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+    names = list(measures)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for k in range(rounds):
+        for name in (names if k % 2 == 0 else names[::-1]):
+            out[name].append(measures[name]())
+    return out
+
+
+def _rounds_suffix(rounds: int) -> str:
+    return f"-r{rounds}" if rounds > 1 else ""
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _iteration_times(callback_times: list[float], skip: int) -> float:
@@ -144,28 +169,26 @@ def dm_straightforward(real, images: torch.Tensor, ipc: int, *, iterations: int,
 
 def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_iterations: int = 5,
              steady_iterations: int = 200, data_dir: str | None = None, results_dir: Path | None = None,
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, rounds: int = 1) -> dict[str, Any]:
     """Seconds per DM iteration at the reference settings (256 real images per class, DSA, width
     128), side by side in one process: the straightforward per-class loop; ours with a fresh view
     every iteration (`pool_size=0`: classes batched, bf16, compiled); ours with the view pool (the
     steady per-iteration cost, the cost of building one view, and the amortised cost per iteration
-    of the default schedule, counting every view it builds)."""
+    of the default schedule, counting every view it builds). `rounds` > 1 times all three again,
+    the order alternating, and reports means (see `alternating`)."""
     from .. import load_dataset
     from ..methods import get_method
 
+    if rounds < 1:
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")
     real = load_dataset(dataset, data_dir=data_dir)
     default = get_method("dm").config
     g = torch.Generator().manual_seed(0)
     images = torch.cat([real.sample_class(c, ipc, g) for c in range(real.num_classes)])
-    figures: dict[str, Any] = {}
 
     def say(msg: str) -> None:
         if not quiet:
             print(msg, flush=True)
-
-    t_plain = dm_straightforward(real, images, ipc, iterations=straightforward_iterations)
-    figures["straightforward s/iter"] = round(t_plain, 3)
-    say(f"straightforward per-class loop: {t_plain:.3f} s/iteration")
 
     def timed(iterations: int, **overrides) -> float:
         stamps: list[float] = []
@@ -173,11 +196,24 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
             real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
         return _iteration_times(stamps, skip=3)  # the first iterations compile and build the pool
 
-    t_fresh = timed(straightforward_iterations + 4, pool_size=0)
-    figures["ours, fresh view every iteration s/iter"] = round(t_fresh, 3)
-    say(f"ours, a fresh view every iteration (pool_size=0): {t_fresh:.3f} s/iteration")
-    t_steady = timed(steady_iterations, pool_size=8, refresh_every=0)
-    figures["ours, pooled steady s/iter"] = round(t_steady, 4)
+    def said(text: str, fn: Callable[[], float]) -> Callable[[], float]:
+        def run() -> float:
+            t = fn()
+            say(f"{text}: {t:.4f} s/iteration")
+            return t
+        return run
+
+    times = alternating({
+        "straightforward": said("straightforward per-class loop", lambda: dm_straightforward(
+            real, images, ipc, iterations=straightforward_iterations)),
+        "fresh": said("ours, a fresh view every iteration (pool_size=0)",
+                      lambda: timed(straightforward_iterations + 4, pool_size=0)),
+        "steady": said("ours, pooled, steady", lambda: timed(steady_iterations, pool_size=8, refresh_every=0)),
+    }, rounds)
+    t_plain, t_fresh, t_steady = (_mean(times[k]) for k in ("straightforward", "fresh", "steady"))
+    figures: dict[str, Any] = {"straightforward s/iter": round(t_plain, 3),
+                               "ours, fresh view every iteration s/iter": round(t_fresh, 3),
+                               "ours, pooled steady s/iter": round(t_steady, 4)}
     view_cost = max(t_fresh - t_steady, 0.0)
     figures["one view build s"] = round(view_cost, 3)
     n_views = default.pool_size + (default.iterations // default.refresh_every if default.refresh_every else 0)
@@ -187,17 +223,22 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
         f"({default.iterations} iterations, {n_views} views) {amortised:.4f} s/iteration amortised")
     figures["speed-up (straightforward / amortised)"] = round(t_plain / amortised, 1)
     figures["speed-up (straightforward / fresh view)"] = round(t_plain / t_fresh, 1)
-    row = {"what": f"DM iteration, IPC {ipc}, 256 real images per class, DSA, ConvNet-3 width 128",
+    if rounds > 1:
+        for key, values in times.items():
+            figures[f"{key} s/iter per round"] = [round(t, 4) for t in values]
+    row = {"what": (f"DM iteration, IPC {ipc}, 256 real images per class, DSA, ConvNet-3 width 128"
+                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
            "setting": (f"{dataset}, {torch.get_num_threads()} threads; straightforward: the reference's per-class "
                        "loop in eager fp32 with a fresh network and fresh real images every iteration; ours: classes "
                        "batched, bf16 autocast, compiled synthetic side, real class means cached per view "
                        f"(default pool {default.pool_size} views, one replaced every {default.refresh_every} "
                        "iterations)"),
            "figures": figures,
-           "command": f"datadistill speed --what dm --dataset {dataset} --ipc {ipc}",
-           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+           "command": (f"datadistill speed --what dm --dataset {dataset} --ipc {ipc}"
+                       + (f" --rounds {rounds}" if rounds > 1 else "")),
+           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-dm-{dataset}-ipc{ipc}.json", row)
+        atomic_write_json(Path(results_dir) / f"speed-dm-{dataset}-ipc{ipc}{_rounds_suffix(rounds)}.json", row)
     return row
 
 
@@ -260,14 +301,17 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
 
 def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "dsa", outer_steps: int = 3,
              schedule: dict[str, Any] | None = None, data_dir: str | None = None, results_dir: Path | None = None,
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, rounds: int = 1) -> dict[str, Any]:
     """Seconds per DC / DSA outer step (matching + the inner training) at the reference settings,
     the straightforward loop against ours, side by side in one process. With `schedule` naming a
     view pool ({"pool_size": P, "refresh_every": R, "iterations": I}), also ours with the pool: the
-    steady cost, the cost of one view, and the amortised cost of that schedule counting every view."""
+    steady cost, the cost of one view, and the amortised cost of that schedule counting every view.
+    `rounds` > 1 times them all again, the order alternating, and reports means (see `alternating`)."""
     from .. import load_dataset
     from ..methods import get_method
 
+    if rounds < 1:
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")
     reference = {"batch_real": 256, "outer_loop": 0, "inner_loop": 0, "width": 128, "init": "real",
                  "checkpoint_every": 0}
     real = load_dataset(dataset, data_dir=data_dir)
@@ -275,32 +319,40 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     outer, inner = m.loops(ipc)
     g = torch.Generator().manual_seed(0)
     images = torch.cat([real.sample_class(c, ipc, g) for c in range(real.num_classes)])
-    figures: dict[str, Any] = {}
 
     def say(msg: str) -> None:
         if not quiet:
             print(msg, flush=True)
 
-    t_plain = dc_straightforward(real, images, ipc, outer_steps=outer_steps, outer_loop=outer, inner_loop=inner,
-                                 dsa=m.config.dsa)
-    figures["straightforward s/outer step"] = round(t_plain, 3)
-    say(f"straightforward: {t_plain:.3f} s per outer step")
+    def timed(text: str, **overrides) -> Callable[[], float]:
+        def run() -> float:
+            stamps: list[float] = []
+            get_method(method, **{**reference, "iterations": max(2, 8 // outer), **overrides}).distill(
+                real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
+            t = _iteration_times(stamps, skip=0) / outer  # the first iteration (compiling) is not timed
+            say(f"{text}: {t:.4f} s per outer step")
+            return t
+        return run
 
-    def timed(iterations: int, skip: int, **overrides) -> float:
-        stamps: list[float] = []
-        get_method(method, **{**reference, "iterations": iterations, **overrides}).distill(
-            real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
-        return _iteration_times(stamps, skip=skip) / outer
+    def straightforward() -> float:
+        t = dc_straightforward(real, images, ipc, outer_steps=outer_steps, outer_loop=outer, inner_loop=inner,
+                               dsa=m.config.dsa)
+        say(f"straightforward: {t:.4f} s per outer step")
+        return t
 
-    t_ours = timed(max(2, 8 // outer), skip=0, pool_size=0)  # the first iteration (compiling) is not timed
-    figures["ours s/outer step"] = round(t_ours, 3)
-    figures["speed-up"] = round(t_plain / t_ours, 2)
-    say(f"ours: {t_ours:.3f} s per outer step")
+    measures = {"straightforward": straightforward, "ours": timed("ours", pool_size=0)}
+    pooled_schedule = bool(schedule and schedule.get("pool_size"))
+    if pooled_schedule:
+        measures["pooled steady"] = timed("ours, pooled, steady", pool_size=4, refresh_every=0)  # views built first
+    times = alternating(measures, rounds)
+    t_plain, t_ours = _mean(times["straightforward"]), _mean(times["ours"])
+    figures: dict[str, Any] = {"straightforward s/outer step": round(t_plain, 3), "ours s/outer step": round(t_ours, 3),
+                               "speed-up": round(t_plain / t_ours, 2)}
     pooled = ""
-    if schedule and schedule.get("pool_size"):
+    if pooled_schedule:
         size, every = int(schedule["pool_size"]), int(schedule.get("refresh_every", 0))
         total = int(schedule.get("iterations", m.config.iterations))
-        steady = timed(max(2, 8 // outer), skip=0, pool_size=4, refresh_every=0)  # views built in the first
+        steady = _mean(times["pooled steady"])
         view_cost = max(t_ours - steady, 0.0) * outer
         n_views = size + (total // every if every else 0)
         amortised = steady + n_views * view_cost / total / outer
@@ -312,14 +364,19 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
             f"views: {amortised:.4f} s per outer step amortised")
         pooled = (f"; pooled: the first outer step's real gradients cached per view (pool {size}, one replaced "
                   f"every {every} iterations, {total} iterations)")
-    row = {"what": f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class",
+    if rounds > 1:
+        for key, values in times.items():
+            figures[f"{key} s/outer step per round"] = [round(t, 4) for t in values]
+    row = {"what": (f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
+                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
            "setting": (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
                        "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
                        "synthetic side (double backward), compiled bf16 inner training" + pooled),
            "figures": figures,
            "command": (f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}"
-                       + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())),
-           "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                       + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())
+                       + (f" --rounds {rounds}" if rounds > 1 else "")),
+           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}.json", row)
+        atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}{_rounds_suffix(rounds)}.json", row)
     return row

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
+from .._runtime import machine_text
 from .anchors import PUBLISHED
 
 HEADER = """# Benchmarks
@@ -242,10 +243,12 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     lines += _soft_track(cells)
     lines += _cross_architecture(cells)
     if speed:
-        lines += ["## Speed", "", "| what | setting | figures | command |", "|---|---|---|---|"]
+        lines += ["## Speed", "", "Ratios hold for the CPU they were measured on: bf16 gains much more with AMX.", "",
+                  "| what | setting | machine | figures | command |", "|---|---|---|---|---|"]
         for s in speed:
             figs = ", ".join(f"{k} {v}" for k, v in s["figures"].items())
-            lines.append(f"| {s['what']} | {s['setting']} | {figs} | `{s['command']}` |")
+            lines.append(f"| {s['what']} | {s['setting']} | {machine_text(s.get('machine'))} | {figs} "
+                         f"| `{s['command']}` |")
         lines.append("")
     atomic_write_text(out, "\n".join(lines))
     return out
