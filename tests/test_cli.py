@@ -287,6 +287,44 @@ def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, cap
     assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1
 
 
+def test_bench_stops_before_evaluating_another_set_than_its_other_cells(tmp_path, npz, capsys):
+    """A set made again that differs from the one the set's cells on other architectures evaluated
+    (as a teacher-made set does on another CPU type) stops the cell with a one-line error, before
+    any model trains; --allow-other-set evaluates it; a cell of another method config does not count."""
+    results = tmp_path / "results"
+    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md")]
+    assert run(base, capsys)[0] == 0
+    [cell] = results.glob("*.json")
+    row = json.loads(cell.read_text())
+    row["set_digest"] = "0" * 12  # as if the stored cell had evaluated other images
+    cell.write_text(json.dumps(row))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, _, err = run([*base, "--eval-set", "model=mlp"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "000000000000: dc" in err and "--allow-other-set" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing evaluated, nothing written
+    code, _, err = run([*base, "--eval-set", "model=mlp", "--allow-other-set"], capsys)
+    assert code == 0, err
+    assert len(list(results.glob("*.json"))) == 2
+
+
+def test_other_sets_leaves_out_cells_of_another_config_or_set(tmp_path):
+    from datadistill.bench.runner import other_sets
+    from datadistill.config import config_dict
+    from datadistill.methods import METHODS
+
+    config = config_dict(METHODS.get("best-of-random")().for_ipc(1).config)
+    cells = {"dsa": ("a", 0, config), "dc": ("b", 0, {**config, "candidates": config["candidates"] + 1}),
+             "soft": ("c", 1, config)}
+    for tag, (set_digest, seed, cfg) in cells.items():
+        (tmp_path / f"tensors__best-of-random__ipc1__seed{seed}__{tag}.json").write_text(json.dumps({
+            "dataset": "tensors", "method": "best-of-random", "ipc": 1, "seed": seed, "protocol_tag": tag,
+            "method_config": cfg, "method_overrides": {}, "set_digest": set_digest}))
+    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config) == {"a": ["dsa"]}
+    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {"candidates": "3"}, config) == {}
+
+
 def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, capsys):
     results, md = tmp_path / "results", tmp_path / "B.md"
     argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "best-of-random", "--ipc", "1",

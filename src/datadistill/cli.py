@@ -316,6 +316,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
             teacher_cache=args.teacher_cache or str(results.parent / "teachers"),
             teacher_overrides=tuple(args.teacher_set), device=_device(args.device),
+            allow_other_set=args.allow_other_set,
         )
         run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells,
                  sets_dir=(results.parent / "sets" if args.sets is None else Path(args.sets) if args.sets else None))
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sets", default=None,
                    help="keep each distilled set (and its checkpoints) here and reuse it across protocols and "
                         "architectures; '' to keep none (default: 'sets' beside --results)")
+    b.add_argument("--allow-other-set", action="store_true",
+                   help="evaluate a set although the set's cells under other protocols or architectures evaluated "
+                        "another one (made again on another CPU type, say); without it such a cell stops with an error")
     _add_teacher_args(b, default=None)
     _add_data_args(b)
     _add_protocol_args(b, default="dc")

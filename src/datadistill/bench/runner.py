@@ -48,6 +48,7 @@ class BenchGrid:
     teacher_cache: str | None = None  # where teachers are cached (methods tagged needs_teacher)
     teacher_overrides: tuple[str, ...] = ()  # "key=value" for the TeacherRecipe
     device: str = "cpu"  # where evaluation runs, and the methods that can (`Method.devices`) distil
+    allow_other_set: bool = False  # evaluate a set other than the one its other cells evaluated (see other_sets)
 
     def load_real(self):
         from .. import load_dataset
@@ -166,6 +167,17 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             bar.close()
             if set_dir is not None:
                 syn.save(set_dir)
+        set_digest = digest(syn.tensors())
+        if not grid.allow_other_set:
+            others = other_sets(results_dir, grid.dataset, method, ipc, seed, overrides, config_dict(m.config),
+                                config_before_fields(method, ipc))
+            if others and set_digest not in others:
+                seen = "; ".join(f"{d}: {', '.join(tags)}" for d, tags in sorted(others.items()))
+                raise ConfigError(
+                    f"{method} ipc={ipc} seed={seed}: this set ({set_digest}) is not the one its other cells evaluated "
+                    f"({seen}), so their row would mix two sets; a set made with a teacher or by optimisation "
+                    f"differs in rounding on another CPU type: put that set back in {set_dir} (commit the sets "
+                    f"of a cross-architecture row), or pass --allow-other-set")
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -197,7 +209,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "method_config": config_dict(m.config), "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "distill_device": syn.meta.get("device", "cpu"),
             "storage_bytes": syn.storage_bytes["total"],
-            "set_digest": digest(syn.tensors()),  # which set: cells of one set on other architectures agree
+            "set_digest": set_digest,  # which set: cells of one set on other architectures agree
             "labels": res.labels, "evaluation": res.as_dict(),
             "distill_iterations": syn.meta.get("iterations"),
             "library_version": __version__, "git_revision": _git_revision(), "machine": machine(),
@@ -214,6 +226,26 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             print(f"{method} ipc={ipc} seed={seed}: {res.mean:.2f} ± {res.std:.2f} "
                   f"(distill {distill_s:.0f} s, eval {res.train_time_s:.0f} s)", flush=True)
     return written
+
+
+def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
+               method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """The sets that the stored cells of one set (dataset, method, IPC, seed, method overrides, under
+    any protocol or architecture) evaluated: {set digest: the cells' protocol tags}. Cells made with
+    another method config (as `stale_cell` judges it) are left out: their set is distilled again."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(results_dir.glob(f"{dataset}__{method}__ipc{ipc}__seed{seed}__*.json")):
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (row.get("dataset"), row.get("method"), row.get("ipc"), row.get("seed")) != (dataset, method, ipc, seed) \
+                or row.get("method_overrides", {}) != overrides or "set_digest" not in row:
+            continue
+        if _differs(row.get("method_config", {}), method_config, method_defaults):
+            continue
+        out.setdefault(row["set_digest"], []).append(row.get("protocol_tag", "?"))
+    return out
 
 
 def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, ipc: int, seed: int) -> Path | None:
@@ -274,17 +306,19 @@ def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, An
     if n is not None:
         stored, protocol = for_set_size(stored, n), for_set_size(protocol, n)  # both without min_batches
 
-    def differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
-        for k, v in new.items():
-            if k in old:
-                if old[k] != v:
-                    return True
-            elif defaults is not None and k in defaults and defaults[k] != v:
-                return True
-        return False
+    return _differs(row.get("method_config", {}), method_config, method_defaults) or \
+        _differs(stored, protocol, protocol_defaults)
 
-    return differs(row.get("method_config", {}), method_config, method_defaults) or \
-        differs(stored, protocol, protocol_defaults)
+
+def _differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
+    """Whether stored values `old` differ from today's `new` (see `stale_cell` for `defaults`)."""
+    for k, v in new.items():
+        if k in old:
+            if old[k] != v:
+                return True
+        elif defaults is not None and k in defaults and defaults[k] != v:
+            return True
+    return False
 
 
 def supersede(path: Path) -> Path:
