@@ -51,7 +51,7 @@ def test_evaluation_resumes_model_by_model(tiny_real):
 
 
 def test_evaluation_says_where_it_ran_and_rejects_bad_devices(tiny_real):
-    """`device` picks where the models train; the result (and each model's record) names it. A
+    """`device` picks where the models train; the result (and each model's record, with its CPU) names it. A
     resumed evaluation whose first models ran elsewhere names both. Bad devices are one-line errors."""
     opts = dict(FAST, num_models=2, epochs=5)
     records = []
@@ -59,6 +59,8 @@ def test_evaluation_says_where_it_ran_and_rejects_bad_devices(tiny_real):
     explicit = evaluate(real_subset(tiny_real), tiny_real, "dsa", device="cpu", **opts)
     assert here.device == explicit.device == "cpu" and here.per_model == explicit.per_model
     assert [r["device"] for r in records] == ["cpu", "cpu"]
+    from datadistill._runtime import machine, machine_text
+    assert [r["machine"] for r in records] == [machine_text(machine())] * 2  # which CPU trained each model
     elsewhere = [dict(records[0], device="cuda (Some GPU)")]
     mixed = evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=elsewhere, **opts)
     assert mixed.device == "cuda (Some GPU) + cpu" and mixed.per_model == here.per_model

@@ -9,6 +9,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
+from .._runtime import machine, machine_text
 from ..augment import DSAConfig
 from ..data import RealData
 from ..devices import check_device, device_name
@@ -89,6 +90,7 @@ def train_eval_models(
         if digits_like(real) and "flip" in dsa.ops:
             dsa = dsa.without("flip")
     accs, per_class, t_train, t_test = [], [], 0.0, 0.0
+    where = machine_text(machine()) if on_model is not None else None
     if len(finished) > protocol.num_models:
         raise ConfigError(f"{len(finished)} finished models given for a protocol of {protocol.num_models}")
     for rec in finished:
@@ -125,9 +127,9 @@ def train_eval_models(
         t_train += t1 - t0
         accs.append(100 * acc)
         per_class.append([100 * a for a in pc])
-        if on_model is not None:
+        if on_model is not None:  # "machine": a resumed evaluation's models may have trained on several CPUs
             on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1,
-                      "device": device_name(dev), "memory_format": memory_format})
+                      "device": device_name(dev), "memory_format": memory_format, "machine": where})
     return accs, per_class, t_train, t_test
 
 
