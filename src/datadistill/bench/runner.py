@@ -176,8 +176,9 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 raise ConfigError(
                     f"{method} ipc={ipc} seed={seed}: this set ({set_digest}) is not the one its other cells evaluated "
                     f"({seen}), so their row would mix two sets; a set made with a teacher or by optimisation "
-                    f"differs in rounding on another CPU type: put that set back in {set_dir} (commit the sets "
-                    f"of a cross-architecture row), or pass --allow-other-set")
+                    f"differs in rounding on another CPU type: put that set back in "
+                    f"{set_dir or 'a --sets directory'} (commit the sets of a cross-architecture row), or pass "
+                    f"--allow-other-set")
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
