@@ -65,7 +65,7 @@ def machine() -> dict:
 
 
 def machine_text(m: dict | None) -> str:
-    """One line for a table: 'AMD EPYC, bf16 avx512_bf16 (no AMX), 2 threads'; 'not recorded'."""
+    """One line for a table: 'AMD EPYC (AVX512-BF16, no AMX), 2 threads'; 'not recorded'."""
     if not m or not m.get("processor"):
         return "not recorded" if not m else f"CPU not recorded, {m.get('threads', '?')} threads"
     bf16 = {"amx": "AMX-BF16", "avx512_bf16": "AVX512-BF16, no AMX", "none": "no bf16 instructions"}.get(

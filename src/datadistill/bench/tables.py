@@ -243,7 +243,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     lines += _soft_track(cells)
     lines += _cross_architecture(cells)
     if speed:
-        lines += ["## Speed", "", "Ratios hold for the CPU they were measured on: bf16 gains much more with AMX.", "",
+        lines += ["## Speed", "", "A ratio holds for the CPU it was measured on: our sessions run on more than one "
+                  "CPU type, and the bf16 paths gain more on some (see README).", "",
                   "| what | setting | machine | figures | command |", "|---|---|---|---|---|"]
         for s in speed:
             figs = ", ".join(f"{k} {v}" for k, v in s["figures"].items())
