@@ -240,8 +240,12 @@ def test_speed_rounds_alternate_the_order_and_reject_a_count_below_one(tmp_path,
     def measure(name: str, value: float):
         return lambda: (calls.append(name), value + len(calls))[1]
 
-    times = alternating({"a": measure("a", 0.0), "b": measure("b", 10.0), "c": measure("c", 20.0)}, 3)
+    reported: list[tuple[str, float]] = []
+    times = alternating({"a": measure("a", 0.0), "b": measure("b", 10.0), "c": measure("c", 20.0)}, 3,
+                        report=lambda name, t: reported.append((name, t)))
     assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert reported == [(name, len(reported[:i]) + 1 + {"a": 0, "b": 10, "c": 20}[name])
+                        for i, name in enumerate(calls)]
     assert times == {"a": [1.0, 6.0, 7.0], "b": [12.0, 15.0, 18.0], "c": [23.0, 24.0, 29.0]}
     for what in ("dm", "dsa", "evaluation"):  # refused before any data loads
         code, _, err = run(["speed", "--what", what, "--rounds", "0", "--dataset", "nope", "--results", str(tmp_path)],

@@ -51,8 +51,9 @@ def test_evaluation_resumes_model_by_model(tiny_real):
 
 
 def test_evaluation_says_where_it_ran_and_rejects_bad_devices(tiny_real):
-    """`device` picks where the models train; the result (and each model's record, with its CPU) names it. A
-    resumed evaluation whose first models ran elsewhere names both. Bad devices are one-line errors."""
+    """`device` picks where the models train; the result (and each model's record, with its CPU)
+    names it. A resumed evaluation whose first models ran elsewhere names both. Bad devices are
+    one-line errors."""
     opts = dict(FAST, num_models=2, epochs=5)
     records = []
     here = evaluate(real_subset(tiny_real), tiny_real, "dsa", on_model=records.append, **opts)

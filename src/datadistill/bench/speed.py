@@ -37,8 +37,7 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     unknown = [p for p in paths if p not in PATH_TEXT]
     if unknown:
         raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(PATH_TEXT)}")
-    if rounds < 1:
-        raise ConfigError(f"speed rounds must be positive, got {rounds}")  # before the data loads
+    _check_rounds(rounds)  # before the data loads
     if "eager-fp32-plain" in paths and model != "convnet":
         raise ConfigError("speed path eager-fp32-plain is the plain ConvNet: use it with --model convnet")
     real = load_dataset(dataset, data_dir=data_dir)
@@ -103,18 +102,25 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     return row
 
 
-def alternating(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def alternating(measures: dict[str, Callable[[], float]], rounds: int,
+                report: Callable[[str, float], None] | None = None) -> dict[str, list[float]]:
     """Run every measurement `rounds` times, the order alternating (A B C, C B A, ...), and return
-    each one's results in round order. A time depends on when in a run it is taken (the machine
-    drifts), so a fixed order favours whichever measurement goes last."""
-    if rounds < 1:
-        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+    each one's results in round order; `report(name, value)` after each. A time depends on when in
+    a run it is taken (the machine drifts), so a fixed order favours whichever measurement goes last."""
+    _check_rounds(rounds)
     names = list(measures)
     out: dict[str, list[float]] = {name: [] for name in names}
     for k in range(rounds):
         for name in (names if k % 2 == 0 else names[::-1]):
             out[name].append(measures[name]())
+            if report is not None:
+                report(name, out[name][-1])
     return out
+
+
+def _check_rounds(rounds: int) -> None:
+    if rounds < 1:
+        raise ConfigError(f"speed rounds must be positive, got {rounds}")
 
 
 def _rounds_suffix(rounds: int) -> str:
@@ -179,8 +185,7 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
     from .. import load_dataset
     from ..methods import get_method
 
-    if rounds < 1:
-        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+    _check_rounds(rounds)  # before the data loads
     real = load_dataset(dataset, data_dir=data_dir)
     default = get_method("dm").config
     g = torch.Generator().manual_seed(0)
@@ -196,20 +201,11 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
             real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
         return _iteration_times(stamps, skip=3)  # the first iterations compile and build the pool
 
-    def said(text: str, fn: Callable[[], float]) -> Callable[[], float]:
-        def run() -> float:
-            t = fn()
-            say(f"{text}: {t:.4f} s/iteration")
-            return t
-        return run
-
     times = alternating({
-        "straightforward": said("straightforward per-class loop", lambda: dm_straightforward(
-            real, images, ipc, iterations=straightforward_iterations)),
-        "fresh": said("ours, a fresh view every iteration (pool_size=0)",
-                      lambda: timed(straightforward_iterations + 4, pool_size=0)),
-        "steady": said("ours, pooled, steady", lambda: timed(steady_iterations, pool_size=8, refresh_every=0)),
-    }, rounds)
+        "straightforward": lambda: dm_straightforward(real, images, ipc, iterations=straightforward_iterations),
+        "fresh": lambda: timed(straightforward_iterations + 4, pool_size=0),  # pool_size=0: a fresh view each
+        "steady": lambda: timed(steady_iterations, pool_size=8, refresh_every=0),
+    }, rounds, report=lambda name, t: say(f"{name}: {t:.4f} s/iteration"))
     t_plain, t_fresh, t_steady = (_mean(times[k]) for k in ("straightforward", "fresh", "steady"))
     figures: dict[str, Any] = {"straightforward s/iter": round(t_plain, 3),
                                "ours, fresh view every iteration s/iter": round(t_fresh, 3),
@@ -310,8 +306,7 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     from .. import load_dataset
     from ..methods import get_method
 
-    if rounds < 1:
-        raise ConfigError(f"speed rounds must be positive, got {rounds}")
+    _check_rounds(rounds)  # before the data loads
     reference = {"batch_real": 256, "outer_loop": 0, "inner_loop": 0, "width": 128, "init": "real",
                  "checkpoint_every": 0}
     real = load_dataset(dataset, data_dir=data_dir)
@@ -324,27 +319,21 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
         if not quiet:
             print(msg, flush=True)
 
-    def timed(text: str, **overrides) -> Callable[[], float]:
+    def timed(**overrides) -> Callable[[], float]:
         def run() -> float:
             stamps: list[float] = []
             get_method(method, **{**reference, "iterations": max(2, 8 // outer), **overrides}).distill(
                 real, ipc, seed=0, callbacks=[lambda p: stamps.append(time.perf_counter())])
-            t = _iteration_times(stamps, skip=0) / outer  # the first iteration (compiling) is not timed
-            say(f"{text}: {t:.4f} s per outer step")
-            return t
+            return _iteration_times(stamps, skip=0) / outer  # the first iteration (compiling) is not timed
         return run
 
-    def straightforward() -> float:
-        t = dc_straightforward(real, images, ipc, outer_steps=outer_steps, outer_loop=outer, inner_loop=inner,
-                               dsa=m.config.dsa)
-        say(f"straightforward: {t:.4f} s per outer step")
-        return t
-
-    measures = {"straightforward": straightforward, "ours": timed("ours", pool_size=0)}
+    measures = {"straightforward": lambda: dc_straightforward(real, images, ipc, outer_steps=outer_steps,
+                                                              outer_loop=outer, inner_loop=inner, dsa=m.config.dsa),
+                "ours": timed(pool_size=0)}
     pooled_schedule = bool(schedule and schedule.get("pool_size"))
     if pooled_schedule:
-        measures["pooled steady"] = timed("ours, pooled, steady", pool_size=4, refresh_every=0)  # views built first
-    times = alternating(measures, rounds)
+        measures["pooled steady"] = timed(pool_size=4, refresh_every=0)  # the views are built in the first
+    times = alternating(measures, rounds, report=lambda name, t: say(f"{name}: {t:.4f} s per outer step"))
     t_plain, t_ours = _mean(times["straightforward"]), _mean(times["ours"])
     figures: dict[str, Any] = {"straightforward s/outer step": round(t_plain, 3), "ours s/outer step": round(t_ours, 3),
                                "speed-up": round(t_plain / t_ours, 2)}
