@@ -131,6 +131,21 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     text = md.read_text()
     assert "| random |" in text and "| class-mean |" in text and "IPC 2" in text
     assert "measured on that GPU" not in text
+    # the set records the CPU its distill time was measured on; one without AMX is named in the table
+    from datadistill._runtime import machine
+
+    assert row["distill_machine"] == {**machine(), "threads": row["distill_machine"]["threads"]}
+    stored = {c: c.read_text() for c in cells}
+    amd = {"cpus": 2, "threads": 2, "processor": "AMD EPYC", "bf16": "avx512_bf16"}
+    for recorded, marked in ((None, False), (amd, True)):  # None: a kept set made by older code
+        for c in cells:  # (whatever CPU runs this test)
+            mark = recorded if c == cells[1] else None
+            c.write_text(json.dumps({**json.loads(stored[c]), "distill_machine": mark, "machine": amd}))
+        assert run([*argv, "--report-only"], capsys)[0] == 0
+        text = md.read_text()
+        assert (text.count("(AMD EPYC)") == 1) == marked and ("which has no AMX" in text) == marked
+    for c in cells:
+        c.write_text(stored[c])
     # a set distilled on a GPU: its time is marked with the GPU's name, and a note says what that means
     row["distill_device"] = "cuda (NVIDIA H200)"
     cells[0].write_text(json.dumps(row))
@@ -313,19 +328,50 @@ def test_bench_stops_before_evaluating_another_set_than_its_other_cells(tmp_path
     assert len(list(results.glob("*.json"))) == 2
 
 
+def test_bench_stops_when_a_set_distilled_again_has_cells_without_a_digest(tmp_path, npz, capsys):
+    """Cells written before cells recorded their set's digest cannot show which set they evaluated:
+    a set on disk is taken as theirs, a set distilled again stops the cell (one line, nothing
+    written) unless --allow-other-set."""
+    import shutil
+
+    results = tmp_path / "results"
+    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md")]
+    assert run(base, capsys)[0] == 0
+    [cell] = results.glob("*.json")
+    row = json.loads(cell.read_text())
+    del row["set_digest"]  # as a cell written before digests were recorded
+    cell.write_text(json.dumps(row))
+    code, _, err = run([*base, "--eval-set", "model=mlp"], capsys)  # the kept set: no check to make
+    assert code == 0, err
+    shutil.rmtree(tmp_path / "sets")
+    before = sorted(p.name for p in results.iterdir()), (tmp_path / "B.md").read_text()
+    code, _, err = run([*base, "--eval-set", "lr=0.02"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "recorded no set digest" in err and "dc" in err and "--allow-other-set" in err
+    assert (sorted(p.name for p in results.iterdir()), (tmp_path / "B.md").read_text()) == before  # no cell
+    code, _, err = run([*base, "--eval-set", "lr=0.02", "--allow-other-set"], capsys)
+    assert code == 0, err
+    assert len(list(results.glob("*.json"))) == 3
+
+
 def test_other_sets_leaves_out_cells_of_another_config_or_set(tmp_path):
-    from datadistill.bench.runner import other_sets
+    from datadistill.bench.runner import UNRECORDED, other_sets
     from datadistill.config import config_dict
     from datadistill.methods import METHODS
 
     config = config_dict(METHODS.get("best-of-random")().for_ipc(1).config)
     cells = {"dsa": ("a", 0, config), "dc": ("b", 0, {**config, "candidates": config["candidates"] + 1}),
              "soft": ("c", 1, config)}
+    cells["dsa-mlp"] = (None, 0, config)  # written before cells recorded their set
     for tag, (set_digest, seed, cfg) in cells.items():
-        (tmp_path / f"tensors__best-of-random__ipc1__seed{seed}__{tag}.json").write_text(json.dumps({
-            "dataset": "tensors", "method": "best-of-random", "ipc": 1, "seed": seed, "protocol_tag": tag,
-            "method_config": cfg, "method_overrides": {}, "set_digest": set_digest}))
-    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config) == {"a": ["dsa"]}
+        row = {"dataset": "tensors", "method": "best-of-random", "ipc": 1, "seed": seed, "protocol_tag": tag,
+               "method_config": cfg, "method_overrides": {}}
+        if set_digest is not None:
+            row["set_digest"] = set_digest
+        (tmp_path / f"tensors__best-of-random__ipc1__seed{seed}__{tag}.json").write_text(json.dumps(row))
+    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config) == {
+        "a": ["dsa"], UNRECORDED: ["dsa-mlp"]}
     assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {"candidates": "3"}, config) == {}
 
 

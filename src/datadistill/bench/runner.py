@@ -151,6 +151,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 teacher = teacher or _teacher(grid, real, quiet)
                 if syn.meta["teacher"]["weights_digest"] != teacher.info["weights_digest"]:
                     syn = None
+        distilled_now = syn is None
         if syn is None:
             resume = set_dir is not None and "iterative" in m.tags and (set_dir / CHECKPOINT_FILE).exists()
             if resume and m._checkpoint_identity(real, ipc, seed) != m._read_checkpoint(set_dir / CHECKPOINT_FILE)[1]["identity"]:
@@ -171,6 +172,14 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         if not grid.allow_other_set:
             others = other_sets(results_dir, grid.dataset, method, ipc, seed, overrides, config_dict(m.config),
                                 config_before_fields(method, ipc))
+            unknown = others.pop(UNRECORDED, [])
+            if unknown and distilled_now:
+                raise ConfigError(
+                    f"{method} ipc={ipc} seed={seed}: this set was distilled again ({set_digest}), and the set's "
+                    f"cells {', '.join(unknown)} recorded no set digest (written before cells recorded one), so "
+                    f"nothing shows that their row would not mix two sets: put their set back in "
+                    f"{set_dir or 'a --sets directory'}, move those cells away to evaluate them again with this "
+                    f"set, or pass --allow-other-set")
             if others and set_digest not in others:
                 seen = "; ".join(f"{d}: {', '.join(tags)}" for d, tags in sorted(others.items()))
                 raise ConfigError(
@@ -209,6 +218,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             "protocol_overrides": list(grid.protocol_overrides),
             "method_config": config_dict(m.config), "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "distill_device": syn.meta.get("device", "cpu"),
+            # where the distill time was measured: a kept set made by older code did not record it
+            "distill_machine": syn.meta.get("machine"),
             "storage_bytes": syn.storage_bytes["total"],
             "set_digest": set_digest,  # which set: cells of one set on other architectures agree
             "labels": res.labels, "evaluation": res.as_dict(),
@@ -229,11 +240,15 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     return written
 
 
+UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set digest
+
+
 def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
                method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """The sets that the stored cells of one set (dataset, method, IPC, seed, method overrides, under
-    any protocol or architecture) evaluated: {set digest: the cells' protocol tags}. Cells made with
-    another method config (as `stale_cell` judges it) are left out: their set is distilled again."""
+    any protocol or architecture) evaluated: {set digest: the cells' protocol tags}; cells written
+    before cells recorded a digest come under `UNRECORDED`. Cells made with another method config
+    (as `stale_cell` judges it) are left out: their set is distilled again."""
     out: dict[str, list[str]] = {}
     for path in sorted(results_dir.glob(f"{dataset}__{method}__ipc{ipc}__seed{seed}__*.json")):
         try:
@@ -241,11 +256,11 @@ def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int
         except (OSError, ValueError):
             continue
         if (row.get("dataset"), row.get("method"), row.get("ipc"), row.get("seed")) != (dataset, method, ipc, seed) \
-                or row.get("method_overrides", {}) != overrides or "set_digest" not in row:
+                or row.get("method_overrides", {}) != overrides:
             continue
         if _differs(row.get("method_config", {}), method_config, method_defaults):
             continue
-        out.setdefault(row["set_digest"], []).append(row.get("protocol_tag", "?"))
+        out.setdefault(row.get("set_digest", UNRECORDED), []).append(row.get("protocol_tag", "?"))
     return out
 
 

@@ -136,6 +136,22 @@ def _teacher_id(teacher: dict[str, Any]) -> tuple:
     return (teacher.get("key"), teacher.get("weights_digest") or teacher.get("test_accuracy"))
 
 
+CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 matrix "
+            "units; matrix products ran at about half the speed there). The unmarked times were measured on a CPU "
+            "with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
+
+
+def _cpu_without_amx(cell: dict[str, Any]) -> str | None:
+    """The CPU a cell's set was distilled on when it is recorded and has no AMX, else None. The
+    set's own record (`distill_machine`) decides; cells written before it was recorded fall back on
+    the machine that wrote the cell, where the set was distilled unless it was kept from earlier
+    (a kept set made by older code is recorded as None: unknown)."""
+    m = cell["distill_machine"] if "distill_machine" in cell else cell.get("machine")
+    if not m or m.get("bf16") in (None, "unknown", "amx"):
+        return None
+    return m.get("processor") or None
+
+
 def _on_gpu(cell: dict[str, Any]) -> bool:
     """Whether a cell was distilled or evaluated on a GPU (its command then carries `--device cuda`)."""
     return cell.get("distill_device", "cpu").startswith("cuda") or bool(_eval_devices(cell))
@@ -159,7 +175,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             f"published IPC {k}" for k in ipcs) + " | distill time (s) |"
         lines += [head, "|" + "---|" * (2 * len(ipcs) + 2)]
         series, notes = {}, []
-        off_cpu = False
+        off_cpu = slow_cpu = False
         for m in methods:
             cellv, pubv, times = [], [], []
             ys = []
@@ -174,11 +190,18 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
                     threads = {r.get("machine", {}).get("threads") for r in sel} - {None}
                     gpus = {_device_label(r.get("distill_device", "cpu")) for r in sel} - {"cpu"}
+                    cpus = {c for r in sel if (c := _cpu_without_amx(r))}
                     if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
                         t += f" ({', '.join(sorted(gpus))})"
                         off_cpu = True
-                    elif threads and threads != {2}:
-                        t += f" ({'/'.join(map(str, sorted(threads)))} thread{'s' if max(threads) > 1 else ''})"
+                    else:
+                        marks = sorted(cpus)
+                        if threads and threads != {2}:
+                            plural = "s" if max(threads) > 1 else ""
+                            marks.append(f"{'/'.join(map(str, sorted(threads)))} thread{plural}")
+                        if marks:
+                            t += f" ({', '.join(marks)})"
+                        slow_cpu = slow_cpu or bool(cpus)
                     times.append(t)
                     ys.append((k, mean))
                 else:
@@ -209,6 +232,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                          "the 2-core CPU of the other times"
                          + ("." if gpu_evals else "; its evaluation ran on the CPU like every other."))
         notes += gpu_evals
+        if slow_cpu:
+            notes.append(CPU_NOTE)
         if notes:
             lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
@@ -316,7 +341,9 @@ def _soft_track(cells: list[dict]) -> list[str]:
             lines.append(f"| {_label(c)} | {c['ipc']} | {f(e)} | {f(t['random_soft'])} | {f(t['hard_same_images'])} | "
                          f"{f(t['hard_random'])} | {sb.get('images', 0) / 1024:.0f} KiB / {sb['total'] / 1024:.0f} KiB | "
                          f"{g(t['ior'], True)} | {g(t['hlr'], True)} | {g(t['ddrs'])} | {g(t['gain_survival'])} | "
-                         f"{c['distill_wall_time_s']:.0f} |")
+                         f"{c['distill_wall_time_s']:.0f}{f' ({cpu})' if (cpu := _cpu_without_amx(c)) else ''} |")
+        if any(_cpu_without_amx(c) for c in sel):
+            lines += ["", CPU_NOTE]
         teachers = _networks_used(sel, "teacher")
         for tch, used in teachers.values():
             digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""

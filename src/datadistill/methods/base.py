@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
+from .._runtime import machine
 from ..config import config_dict, update_config
 from ..data import RealData
 from ..devices import device_name  # noqa: F401  (re-exported: methods.base.device_name)
@@ -112,6 +113,7 @@ class Method:
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
                                callbacks=tuple(callbacks), **kwargs)
         result.meta.setdefault("wall_time_s", round(time.perf_counter() - start, 3))
+        result.meta.setdefault("machine", machine())  # what the wall time was measured on
         if real.device.type != "cpu":  # the wall time is not a CPU figure: say where it was measured
             result.meta.setdefault("device", device_name(real.device))
         return result
