@@ -306,18 +306,24 @@ def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, cap
     assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1
 
 
-def test_bench_stops_before_evaluating_another_set_than_its_other_cells(tmp_path, npz, capsys):
-    """A set made again that differs from the one the set's cells on other architectures evaluated
-    (as a teacher-made set does on another CPU type) stops the cell with a one-line error, before
-    any model trains; --allow-other-set evaluates it; a cell of another method config does not count."""
+def _bench_one_cell(tmp_path, npz, capsys, **change):
+    """Run one fast random cell, then change its stored row (a value None drops the key); returns
+    the bench command and the results directory."""
     results = tmp_path / "results"
     base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
             "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md")]
     assert run(base, capsys)[0] == 0
     [cell] = results.glob("*.json")
-    row = json.loads(cell.read_text())
-    row["set_digest"] = "0" * 12  # as if the stored cell had evaluated other images
-    cell.write_text(json.dumps(row))
+    row = {**json.loads(cell.read_text()), **change}
+    cell.write_text(json.dumps({k: v for k, v in row.items() if v is not None}))
+    return base, results
+
+
+def test_bench_stops_before_evaluating_another_set_than_its_other_cells(tmp_path, npz, capsys):
+    """A set made again that differs from the one the set's cells on other architectures evaluated
+    (as a teacher-made set does on another CPU type) stops the cell with a one-line error, before
+    any model trains; --allow-other-set evaluates it; a cell of another method config does not count."""
+    base, results = _bench_one_cell(tmp_path, npz, capsys, set_digest="0" * 12)  # as if it evaluated other images
     before = sorted(p.name for p in tmp_path.rglob("*"))
     code, _, err = run([*base, "--eval-set", "model=mlp"], capsys)
     assert code != 0 and len(err.strip().splitlines()) == 1
@@ -334,14 +340,7 @@ def test_bench_stops_when_a_set_distilled_again_has_cells_without_a_digest(tmp_p
     written) unless --allow-other-set."""
     import shutil
 
-    results = tmp_path / "results"
-    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
-            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md")]
-    assert run(base, capsys)[0] == 0
-    [cell] = results.glob("*.json")
-    row = json.loads(cell.read_text())
-    del row["set_digest"]  # as a cell written before digests were recorded
-    cell.write_text(json.dumps(row))
+    base, results = _bench_one_cell(tmp_path, npz, capsys, set_digest=None)  # as written before digests
     code, _, err = run([*base, "--eval-set", "model=mlp"], capsys)  # the kept set: no check to make
     assert code == 0, err
     shutil.rmtree(tmp_path / "sets")
