@@ -170,24 +170,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 syn.save(set_dir)
         set_digest = digest(syn.tensors())
         if not grid.allow_other_set:
-            others = other_sets(results_dir, grid.dataset, method, ipc, seed, overrides, config_dict(m.config),
-                                config_before_fields(method, ipc))
-            unknown = others.pop(UNRECORDED, [])
-            if unknown and distilled_now:
-                raise ConfigError(
-                    f"{method} ipc={ipc} seed={seed}: this set was distilled again ({set_digest}), and the set's "
-                    f"cells {', '.join(unknown)} recorded no set digest (written before cells recorded one), so "
-                    f"nothing shows that their row would not mix two sets: put their set back in "
-                    f"{set_dir or 'a --sets directory'}, move those cells away to evaluate them again with this "
-                    f"set, or pass --allow-other-set")
-            if others and set_digest not in others:
-                seen = "; ".join(f"{d}: {', '.join(tags)}" for d, tags in sorted(others.items()))
-                raise ConfigError(
-                    f"{method} ipc={ipc} seed={seed}: this set ({set_digest}) is not the one its other cells evaluated "
-                    f"({seen}), so their row would mix two sets; a set made with a teacher or by optimisation "
-                    f"differs in rounding on another CPU type: put that set back in "
-                    f"{set_dir or 'a --sets directory'} (commit the sets of a cross-architecture row), or pass "
-                    f"--allow-other-set")
+            check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, m, set_digest,
+                           distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -241,6 +225,30 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
 
 
 UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set digest
+
+
+def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
+                   m, set_digest: str, *, distilled_now: bool, put_back: str) -> None:
+    """Raise ConfigError when the set about to be evaluated (`set_digest`; `m` the concrete method)
+    may not be the one the set's other cells evaluated (`other_sets`), so their row would mix two
+    sets: another digest, or a set distilled again while some cells recorded none."""
+    others = other_sets(results_dir, dataset, method, ipc, seed, overrides, config_dict(m.config),
+                        config_before_fields(method, ipc))
+    unknown = others.pop(UNRECORDED, [])
+    cell = f"{method} ipc={ipc} seed={seed}"
+    if unknown and distilled_now:
+        raise ConfigError(
+            f"{cell}: this set was distilled again ({set_digest}), and the set's cells {', '.join(unknown)} "
+            f"recorded no set digest (written before cells recorded one), so nothing shows that their row would "
+            f"not mix two sets: put their set back in {put_back}, move those cells away to evaluate them again "
+            f"with this set, or pass --allow-other-set")
+    if others and set_digest not in others:
+        seen = "; ".join(f"{d}: {', '.join(tags)}" for d, tags in sorted(others.items()))
+        raise ConfigError(
+            f"{cell}: this set ({set_digest}) is not the one its other cells evaluated ({seen}), so their row "
+            f"would mix two sets; a set made with a teacher or by optimisation differs in rounding on another CPU "
+            f"type: put that set back in {put_back} (commit the sets of a cross-architecture row), or pass "
+            f"--allow-other-set")
 
 
 def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],

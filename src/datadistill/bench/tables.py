@@ -327,6 +327,7 @@ def _soft_track(cells: list[dict]) -> list[str]:
                   "| method | IPC | soft labels | random subset, same soft labels | same images, hard labels | "
                   "random subset, hard labels | bytes (images / total) | IOR | HLR | DDRS | gain survival | "
                   "distill time (s) |", "|" + "---|" * 12]
+        slow_cpu = False
         for c in sorted(sel, key=lambda c: (_label(c), c["ipc"])):
             t = c["soft_track"]
             e = c["evaluation"]
@@ -342,7 +343,8 @@ def _soft_track(cells: list[dict]) -> list[str]:
                          f"{f(t['hard_random'])} | {sb.get('images', 0) / 1024:.0f} KiB / {sb['total'] / 1024:.0f} KiB | "
                          f"{g(t['ior'], True)} | {g(t['hlr'], True)} | {g(t['ddrs'])} | {g(t['gain_survival'])} | "
                          f"{c['distill_wall_time_s']:.0f}{f' ({cpu})' if (cpu := _cpu_without_amx(c)) else ''} |")
-        if any(_cpu_without_amx(c) for c in sel):
+            slow_cpu = slow_cpu or cpu is not None
+        if slow_cpu:
             lines += ["", CPU_NOTE]
         teachers = _networks_used(sel, "teacher")
         for tch, used in teachers.values():
