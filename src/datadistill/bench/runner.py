@@ -170,8 +170,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 syn.save(set_dir)
         set_digest = digest(syn.tensors())
         if not grid.allow_other_set:
-            check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, m, set_digest,
-                           distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
+            check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, config_dict(m.config),
+                           set_digest, distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -228,11 +228,12 @@ UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set dige
 
 
 def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
-                   m, set_digest: str, *, distilled_now: bool, put_back: str) -> None:
-    """Raise ConfigError when the set about to be evaluated (`set_digest`; `m` the concrete method)
-    may not be the one the set's other cells evaluated (`other_sets`), so their row would mix two
-    sets: another digest, or a set distilled again while some cells recorded none."""
-    others = other_sets(results_dir, dataset, method, ipc, seed, overrides, config_dict(m.config),
+                   method_config: dict[str, Any], set_digest: str, *, distilled_now: bool, put_back: str) -> None:
+    """Raise ConfigError when the set about to be evaluated (`set_digest`, made with `method_config`,
+    the concrete method's config as `config_dict` gives it) may not be the one the set's other cells
+    evaluated (`other_sets`), so their row would mix two sets: another digest, or a set distilled
+    again while some cells recorded none."""
+    others = other_sets(results_dir, dataset, method, ipc, seed, overrides, method_config,
                         config_before_fields(method, ipc))
     unknown = others.pop(UNRECORDED, [])
     cell = f"{method} ipc={ipc} seed={seed}"
