@@ -138,11 +138,12 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         if real is None:
             real = grid.load_real()
         m = METHODS.get(method).with_overrides(overrides).for_ipc(ipc)  # the config the run records
+        method_config = config_dict(m.config)
         syn = None
         set_dir = sets_dir / set_dir_name(grid.dataset, method, ipc, seed, overrides) if sets_dir else None
         if set_dir is not None and (set_dir / TENSORS_FILE).exists():
             syn = SyntheticSet.load(set_dir)
-            if syn.config != config_dict(m.config):
+            if syn.config != method_config:
                 syn = None  # made with another config: distil again (and replace it)
             elif "needs_teacher" in m.tags and syn.meta.get("teacher", {}).get("key") != _teacher_key(grid, real):
                 syn = None  # relabelled by another teacher (e.g. the default recipe changed): distil again
@@ -170,8 +171,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 syn.save(set_dir)
         set_digest = digest(syn.tensors())
         if not grid.allow_other_set:
-            check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, config_dict(m.config),
-                           set_digest, distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
+            check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, method_config, set_digest,
+                           distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -200,7 +201,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         row = {
             "dataset": grid.dataset, "method": method, "ipc": ipc, "seed": seed, "protocol_tag": grid.protocol_tag(),
             "protocol_overrides": list(grid.protocol_overrides),
-            "method_config": config_dict(m.config), "method_overrides": overrides,
+            "method_config": method_config, "method_overrides": overrides,
             "distill_wall_time_s": round(distill_s, 2), "distill_device": syn.meta.get("device", "cpu"),
             # where the distill time was measured: a kept set made by older code did not record it
             "distill_machine": syn.meta.get("machine"),
