@@ -304,6 +304,12 @@ def test_evaluation_speed_comparisons_keep_files_of_their_own(tmp_path, npz, cap
     assert code != 0 and "turbo" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["speed", "--what", "dm", "--model", "lenet", "--results", str(results)], capsys)
     assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["speed", "--what", "dc", "--optimizer", "adamw", "--results", str(results)], capsys)
+    assert code != 0 and "--optimizer" in err and len(err.strip().splitlines()) == 1
+    # the soft protocol's optimiser, in a file of its own
+    assert run([*base, "--paths", "eager-fp32", "--optimizer", "adamw"], capsys)[0] == 0
+    row = json.loads((results / "speed-eval-tensors-ipc2-ep2-eager-fp32-adamw.json").read_text())
+    assert "AdamW" in row["what"] and row["command"].endswith("--optimizer adamw")
 
 
 def _bench_one_cell(tmp_path, npz, capsys, **change):

@@ -196,13 +196,51 @@ def test_memory_formats_train_the_same_model(tiny_real):
     assert torch.allclose(outs[0], outs[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fused_optimizer_trains_the_same_model(tiny_real, monkeypatch, optimizer):
+    """fit's default is the optimiser's fused kernel; `fused_optimizer=False` leaves PyTorch its
+    per-tensor loop. Both make the same update, only the rounding differs, so the two models compute
+    the same function. (Not the same weights under AdamW: a conv bias before a norm layer has a zero
+    gradient up to rounding noise, which AdamW's normalised step turns into lr-sized moves; the norm
+    cancels them.)"""
+    from datadistill.models import get_model
+
+    name = {"sgd": "SGD", "adamw": "AdamW"}[optimizer]
+    base, asked = getattr(torch.optim, name), []
+
+    class Spy(base):
+        def __init__(self, *args, **kwargs):
+            asked.append(kwargs.get("fused"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, name, Spy)
+    x, y = tiny_real.train.x[:16], tiny_real.train.y[:16]
+
+    def trained(fused_optimizer: bool | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        m = get_model("convnet", channels=1, num_classes=4, image_size=(12, 12), width=8)
+        if fused_optimizer is not None:
+            fit(m, x, y, epochs=3, lr=0.01, generator=torch.Generator().manual_seed(0), precision="fp32",
+                compile=False, optimizer=optimizer, fused_optimizer=fused_optimizer)
+        with torch.no_grad():
+            return m.eval()(x)
+
+    fused, loop, init = trained(True), trained(False), trained(None)
+    assert asked == [True, None]  # None: PyTorch's own choice, the loop on the CPU
+    assert not torch.allclose(fused, init, atol=1e-2)  # it trained
+    assert torch.allclose(fused, loop, atol=1e-5)
+
+
 def test_memory_format_is_recorded_and_checked(tiny_real):
     seen = []
     evaluate(real_subset(tiny_real), tiny_real, "dc", on_model=seen.append, **FAST)
     assert {r["memory_format"] for r in seen} == {"contiguous"}
+    assert {r["optimizer_kernel"] for r in seen} == {"fused"}
     seen.clear()
-    evaluate(real_subset(tiny_real), tiny_real, "dc", on_model=seen.append, memory_format="channels_last", **FAST)
+    evaluate(real_subset(tiny_real), tiny_real, "dc", on_model=seen.append, memory_format="channels_last",
+             fused_optimizer=False, **FAST)
     assert {r["memory_format"] for r in seen} == {"channels_last"}
+    assert {r["optimizer_kernel"] for r in seen} == {"loop"}
     with pytest.raises(ConfigError, match="memory_format"):
         evaluate(real_subset(tiny_real), tiny_real, "dc", memory_format="nhwc", **FAST)
 

@@ -331,8 +331,10 @@ def cmd_speed(args: argparse.Namespace) -> int:
 
     if args.set and args.what not in ("dc", "dsa"):
         raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
-    if args.what != "evaluation" and (args.model != "convnet" or args.batch_size is not None or args.paths):
-        raise ConfigError(f"speed --model, --batch-size and --paths apply to --what evaluation, not {args.what}")
+    if args.what != "evaluation" and (args.model != "convnet" or args.batch_size is not None or args.paths
+                                      or args.optimizer != "sgd"):
+        raise ConfigError(f"speed --model, --batch-size, --paths and --optimizer apply to --what evaluation, "
+                          f"not {args.what}")
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations, rounds=args.rounds)
@@ -350,7 +352,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
         row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
                                results_dir=Path(args.results), quiet=args.quiet,
                                paths=tuple(args.paths.split(",")) if args.paths else DEFAULT_EVAL_PATHS,
-                               model=args.model, batch_size=args.batch_size, rounds=args.rounds)
+                               model=args.model, batch_size=args.batch_size, rounds=args.rounds,
+                               optimizer=args.optimizer)
     print(", ".join(f"{k}: {v}" for k, v in row["figures"].items()))
     write_benchmarks_md(Path(args.results), Path(args.markdown))
     return 0
@@ -462,12 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=1000)
     sp.add_argument("--paths", default=None,
                     help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "
-                         "as evaluation runs), fast-channels-last (default: "
+                         "as evaluation runs), fast-channels-last, fast-loop-optimizer (default: "
                          "eager-fp32-plain,eager-fp32,fast)")
     sp.add_argument("--rounds", type=int, default=1,
                     help="time every path (or, for dm / dc / dsa, the straightforward loop and ours) this many "
                          "times, the order alternating, and report means")
     sp.add_argument("--model", default="convnet", help="evaluation: the architecture trained")
+    sp.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                    help="evaluation: the dsa protocol's SGD, or the soft protocol's AdamW (lr, weight decay, "
+                         "cosine schedule) on hard labels")
     sp.add_argument("--batch-size", type=int, default=None,
                     help="evaluation: training batch (default: the dsa protocol's 256, capped by the set's size)")
     sp.add_argument("--results", default="benchmarks/results")

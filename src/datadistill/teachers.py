@@ -162,7 +162,8 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
     t0 = time.perf_counter()
     fit(model, x, target, epochs=recipe.epochs, lr=recipe.lr, generator=g, momentum=recipe.momentum,
         weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa, precision=recipe.precision,
-        compile=recipe.compile, schedule="cosine", nesterov=True, on_epoch=on_epoch)
+        compile=recipe.compile, schedule="cosine", nesterov=True, on_epoch=on_epoch,
+        fused_optimizer=False)  # the loop that trained the cached teachers (see fit)
     train_s = time.perf_counter() - t0
     info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
                             "n_train": len(x)}

@@ -15,18 +15,23 @@ from ..errors import ConfigError
 DEFAULT_EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "fast")
 PATH_TEXT = {"eager-fp32-plain": "nn.Conv2d + GroupNorm in eager fp32", "eager-fp32": "our models in eager fp32",
              "eager-bf16": "our models in eager bf16 autocast", "fast": "bf16 autocast + torch.compile",
-             "fast-channels-last": "fast with channels_last weights"}
+             "fast-channels-last": "fast with channels_last weights",
+             "fast-loop-optimizer": "fast with the optimiser's per-tensor loop (PyTorch's CPU default) for its fused kernel"}
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: int = 1000, data_dir: str | None = None,
                      results_dir: Path | None = None, paths: tuple[str, ...] = DEFAULT_EVAL_PATHS,
                      quiet: bool = False, model: str = "convnet", batch_size: int | None = None,
-                     rounds: int = 1) -> dict[str, Any]:
+                     rounds: int = 1, optimizer: str = "sgd") -> dict[str, Any]:
     """Train one `model` under the 'dsa' protocol (DSA, `epochs`, batch `batch_size`: default the
     protocol's) on a random real subset of `ipc` images per class, once per path; report seconds
     and test accuracy of each. Paths: 'eager-fp32-plain' (ConvNet only: plain nn.Conv2d + GroupNorm
     modules), 'eager-fp32', 'eager-bf16', 'fast' (compiled bf16, as evaluation runs) and
-    'fast-channels-last' ('fast' with channels_last weights). `rounds` > 1 times every path again,
+    'fast-channels-last' ('fast' with channels_last weights) and 'fast-loop-optimizer' ('fast' with
+    the optimiser's per-tensor loop instead of its fused kernel). `optimizer`: 'sgd' (the dsa
+    protocol's) or 'adamw' (the soft protocol's AdamW, lr, weight decay and cosine schedule, here on
+    hard labels). `rounds` > 1 times every path again,
     alternating the order (A B, B A, ...), and reports each path's mean: a path's time depends on
     when in the run it goes (on this machine one path's four rounds took 36.7, 29.9, 25.2 and
     26.3 s). The results file is named by dataset, IPC, epochs, and (when not the
@@ -37,6 +42,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     unknown = [p for p in paths if p not in PATH_TEXT]
     if unknown:
         raise ConfigError(f"unknown speed path(s) {', '.join(unknown)}; valid: {', '.join(PATH_TEXT)}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"speed optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     _check_rounds(rounds)  # before the data loads
     if "eager-fp32-plain" in paths and model != "convnet":
         raise ConfigError("speed path eager-fp32-plain is the plain ConvNet: use it with --model convnet")
@@ -46,8 +53,11 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     fast = dict(precision="bf16", compile=True)
     settings = {"eager-fp32-plain": dict(precision="fp32", compile=False, **plain),
                 "eager-fp32": dict(precision="fp32", compile=False), "eager-bf16": dict(precision="bf16", compile=False),
-                "fast": fast, "fast-channels-last": fast}
+                "fast": fast, "fast-channels-last": fast, "fast-loop-optimizer": fast}
     base = get_protocol("dsa", epochs=epochs, num_models=1, model=model)
+    if optimizer == "adamw":
+        soft = get_protocol("soft")
+        base = base.replace(optimizer=soft.optimizer, lr=soft.lr, weight_decay=soft.weight_decay, schedule=soft.schedule)
     if batch_size is not None:
         base = base.replace(batch_size=batch_size)
     batch = base.batch_for(len(syn.images))
@@ -56,12 +66,13 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     def measure(name: str) -> Callable[[], float]:
         protocol = base.replace(**settings[name])
         fmt = "channels_last" if name == "fast-channels-last" else "contiguous"
+        fused = name != "fast-loop-optimizer"
 
         def run() -> float:
             if protocol.compile and name not in accs:  # compile outside the timed run, as a second model finds it
-                evaluate(syn, real, protocol.replace(epochs=1), memory_format=fmt)
+                evaluate(syn, real, protocol.replace(epochs=1), memory_format=fmt, fused_optimizer=fused)
             t0 = time.perf_counter()
-            r = evaluate(syn, real, protocol, memory_format=fmt)
+            r = evaluate(syn, real, protocol, memory_format=fmt, fused_optimizer=fused)
             accs[name] = r.mean
             if not quiet:
                 print(f"{name}: {r.train_time_s:.1f} s training, {r.mean:.2f}% test "
@@ -81,8 +92,11 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
             figures[f"speed-up vs {slow}"] = round(figures[f"{slow} train s"] / figures["fast train s"], 2)
     if "fast" in paths and "fast-channels-last" in paths:
         figures["channels-last speed-up"] = round(figures["fast train s"] / figures["fast-channels-last train s"], 2)
+    if "fast" in paths and "fast-loop-optimizer" in paths:
+        figures["fused-optimizer speed-up"] = round(figures["fast-loop-optimizer train s"] / figures["fast train s"], 2)
     label = "ConvNet-3" if model == "convnet" else model
     row = {"what": (f"evaluation, one {label} model, IPC {ipc}, {epochs} epochs, DSA, batch {batch}"
+                     + (", AdamW (the soft protocol's optimiser)" if optimizer == "adamw" else "")
                      + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
            "setting": (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; "
                        + "; ".join(f"{name}: {PATH_TEXT[name]}" for name in paths)),
@@ -90,7 +104,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
            "command": (f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}"
                        + (f" --model {model}" if model != "convnet" else "")
                        + (f" --batch-size {batch_size}" if batch_size is not None else "")
-                       + (f" --rounds {rounds}" if rounds > 1 else "")),
+                       + (f" --rounds {rounds}" if rounds > 1 else "")
+                       + (f" --optimizer {optimizer}" if optimizer != "sgd" else "")),
            "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if results_dir is not None:
         name = f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}"
@@ -98,6 +113,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
             name += f"-{model}-b{batch}"
         if tuple(paths) != DEFAULT_EVAL_PATHS:
             name += "-" + "+".join(paths)
+        if optimizer != "sgd":
+            name += f"-{optimizer}"
         atomic_write_json(Path(results_dir) / f"{name}{_rounds_suffix(rounds)}.json", row)
     return row
 

@@ -62,7 +62,7 @@ def train_eval_models(
     progress: Callable[[int, int], None] | None = None, batches: Callable | None = None,
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
-    device: str | torch.device | None = None, memory_format: str = "contiguous",
+    device: str | torch.device | None = None, memory_format: str = "contiguous", fused_optimizer: bool = True,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
@@ -73,7 +73,8 @@ def train_eval_models(
     records (`on_model` receives one as each model ends: accuracy, per-class accuracy, seconds) of
     models 0, 1, ... of an earlier, interrupted run with the same inputs; those are not trained again.
     `memory_format` ('contiguous' or 'channels_last'): the layout the models train in (`fit`), an
-    implementation choice like the device: only the rounding differs."""
+    implementation choice like the device: only the rounding differs; so is `fused_optimizer` (the
+    optimiser's fused kernel, `fit`'s default, or its per-tensor loop). Each record names both."""
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
@@ -118,7 +119,7 @@ def train_eval_models(
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
             optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets,
-            memory_format=memory_format)
+            memory_format=memory_format, fused_optimizer=fused_optimizer)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
@@ -129,7 +130,8 @@ def train_eval_models(
         per_class.append([100 * a for a in pc])
         if on_model is not None:  # "machine": a resumed evaluation's models may have trained on several CPUs
             on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1,
-                      "device": device_name(dev), "memory_format": memory_format, "machine": where})
+                      "device": device_name(dev), "memory_format": memory_format,
+                      "optimizer_kernel": "fused" if fused_optimizer else "loop", "machine": where})
     return accs, per_class, t_train, t_test
 
 
@@ -145,6 +147,7 @@ def evaluate(
     on_model: Callable[[dict[str, Any]], None] | None = None,
     device: str | torch.device | None = None,
     memory_format: str = "contiguous",
+    fused_optimizer: bool = True,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -159,7 +162,8 @@ def evaluate(
     rendered on the CPU and each batch is moved there. The result's `device` names it. Only the
     arithmetic's rounding differs between devices: every random draw (initialisation, shuffling,
     augmentation) is made on the CPU. `memory_format` ('contiguous' or 'channels_last'): the layout
-    the models train in (`fit`); likewise only the rounding differs.
+    the models train in (`fit`), and `fused_optimizer` (the optimiser's fused kernel, or its loop):
+    likewise only the rounding differs.
     """
     protocol = get_protocol(protocol, **overrides)
     dev = check_device(device) if device is not None else real.device
@@ -207,7 +211,8 @@ def evaluate(
                                                          sample_weights=w, progress=progress,
                                                          batches=batches, targets=targets,
                                                          finished=finished, on_model=on_model, device=dev,
-                                                         memory_format=memory_format)
+                                                         memory_format=memory_format,
+                                                         fused_optimizer=fused_optimizer)
     here = [rec.get("device", "cpu") for rec in finished] + [device_name(dev)] * (len(accs) - len(finished))
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(

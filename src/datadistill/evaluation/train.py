@@ -10,6 +10,13 @@ model (only the rounding differs) and was not adopted: `datadistill speed --path
 fast,fast-channels-last` found no gain beyond the drift within a run. ConvNet at batch 10: 1.37 with
 contiguous timed first, 0.82 with channels_last first, 1.05 over 4 rounds in alternating order;
 vgg11, alexnet, lenet, resnet18 (one run each, contiguous first): 0.86 to 1.08.
+
+Optimiser: `fit` steps with the optimiser's fused kernel by default. PyTorch's default on the CPU is
+a loop over the parameter tensors, a dozen elementwise ops each; at the evaluation's batch of 10 it
+took half of a VGG-11 step (AdamW on 9.2 M parameters: 52.6 ms against 10.0 ms fused; SGD 15.8 against
+6.8 ms; Intel Xeon, 2 threads). Distillation inner loops (`dc`), coreset feature networks and
+teachers keep the loop (`fused_optimizer=False`), so the sets and teachers they made before stay the
+same bit for bit.
 """
 from __future__ import annotations
 
@@ -111,6 +118,7 @@ def fit(
     batches: Callable[[int, torch.Tensor], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None,
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     memory_format: str = "contiguous",
+    fused_optimizer: bool = True,
 ) -> FitResult:
     """Train `model` in place on (x, y): shuffled mini-batches (last one partial, as a DataLoader
     without drop_last). `y` is (N,) int64 or (N, K) soft targets. `dsa` augments each batch with
@@ -128,7 +136,10 @@ def fit(
     `generator` either way, so a run draws the same batches on every device.
 
     `memory_format` ('contiguous' or 'channels_last'): the layout the weights train in; the model is
-    handed back contiguous either way."""
+    handed back contiguous either way.
+
+    `fused_optimizer`: the optimiser's fused kernel (one pass per parameter tensor) in place of its
+    per-tensor loop of elementwise ops; the same update, only the rounding differs (last bits)."""
     model.train()
     fmt = check_memory_format(memory_format)
     if fmt == "channels_last":
@@ -136,11 +147,15 @@ def fit(
     params = dict(model.named_parameters())
     device = next(iter(params.values())).device if params else torch.device("cpu")
     buffers = dict(model.named_buffers())
+    # the fused kernels take floating-point tensors on the CPU or a CUDA device
+    fused = fused_optimizer and bool(params) and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params.values())
     if optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay,
+                                                       fused=fused or None)
     elif optimizer == "sgd":
         opt = torch.optim.SGD(params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              nesterov=nesterov)
+                              nesterov=nesterov, fused=fused or None)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     step = _step_fn(model, precision == "bf16", compile, temperature, device.type, fmt)

@@ -208,7 +208,8 @@ class DC(MatchingMethod):
                 break
             fit(net, state.images.detach().clone(), state.labels, epochs=inner, lr=cfg.lr_net, generator=g,
                 momentum=0.0, weight_decay=0.0, batch_size=cfg.batch_train, decay_at=None, dsa=state.dsa,
-                precision=cfg.precision, compile=cfg.compile)
+                precision=cfg.precision, compile=cfg.compile,
+                fused_optimizer=False)  # the optimiser loop that made the stored sets (see fit)
         return total / outer
 
 

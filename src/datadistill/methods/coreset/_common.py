@@ -143,7 +143,7 @@ class FeatureSpace:
                  cfg.feature_epochs)
         fit(model, real.train.x[sub], real.train.y[sub], epochs=cfg.feature_epochs, lr=cfg.feature_lr,
             generator=generator, batch_size=cfg.feature_batch_size, precision=cfg.feature_precision,
-            compile=cfg.feature_compile)
+            compile=cfg.feature_compile, fused_optimizer=False)  # the loop that chose the stored coresets (see fit)
         model.eval()
         info: dict[str, Any] = {"space": "feature", "model": cfg.feature_model, **kwargs,
                                 "train_images": take, "epochs": cfg.feature_epochs}
