@@ -12,11 +12,13 @@ contiguous timed first, 0.82 with channels_last first, 1.05 over 4 rounds in alt
 vgg11, alexnet, lenet, resnet18 (one run each, contiguous first): 0.86 to 1.08.
 
 Optimiser: `fit` steps with the optimiser's fused kernel by default. PyTorch's default on the CPU is
-a loop over the parameter tensors, a dozen elementwise ops each; at the evaluation's batch of 10 it
-took half of a VGG-11 step (AdamW on 9.2 M parameters: 52.6 ms against 10.0 ms fused; SGD 15.8 against
-6.8 ms; Intel Xeon, 2 threads). Distillation inner loops (`dc`), coreset feature networks and
-teachers keep the loop (`fused_optimizer=False`), so the sets and teachers they made before stay the
-same bit for bit.
+a loop over the parameter tensors, a dozen elementwise ops each: AdamW on VGG-11's 9.2 M parameters
+took 52.6 ms a step against 10.0 ms fused, SGD 15.8 against 6.8 (Intel Xeon, 2 threads, the
+optimiser alone). End to end (`datadistill speed --paths fast,fast-loop-optimizer --model vgg11
+--rounds 2`): at the soft protocol's batch of 10 with AdamW, 1.21x (37.9 s against 45.8 s for 400
+steps); at the dsa protocol's one step per epoch (batch 100, SGD), 1.06x, inside the run's drift.
+Distillation inner loops (`dc`), coreset feature networks and teachers keep the loop
+(`fused_optimizer=False`), so the sets and teachers they made before stay the same bit for bit.
 """
 from __future__ import annotations
 
