@@ -215,7 +215,7 @@ def test_bench_resumes_a_killed_evaluation_model_by_model(tmp_path, npz, capsys,
     ev = importlib.import_module("datadistill.evaluation.evaluate")  # the module (the package exports a function of that name)
     argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
             "--protocol", "dc", *FAST_EVAL, "--eval-set", "num_models=3", "--markdown", str(tmp_path / "B.md")]
-    code, _, err = run([*argv, "--results", str(tmp_path / "whole")], capsys)
+    code, _, err = run([*argv, "--results", str(tmp_path / "whole"), "--markdown", str(tmp_path / "whole.md")], capsys)
     assert code == 0, err
     [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("*.json")]
     original, calls = ev.fit, []
@@ -666,3 +666,41 @@ def test_relabel_soft_labels_a_stored_set_into_a_new_directory(tmp_path, npz, ca
     assert code == 2 and "elsewhere" in err and err.count("\n") == 1
     code, _, err = run([*argv, "--force", "--set", "temperature=3"], capsys)
     assert code == 2 and "unknown config key 'temperature'" in err and err.count("\n") == 1
+
+
+def test_report_goes_beside_other_results_and_never_replaces_another_file(tmp_path, monkeypatch, capsys):
+    """Cells kept outside benchmarks/results get their report beside them: the project's
+    BENCHMARKS.md, another directory's report, or a file bench did not write are never replaced."""
+    monkeypatch.chdir(tmp_path)
+    row = {"what": "w", "setting": "s", "figures": {"x": 1}, "command": "c"}
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name / "results").mkdir(parents=True)
+        (tmp_path / "runs" / name / "results" / "speed-x.json").write_text(json.dumps({**row, "what": name}))
+    project = tmp_path / "BENCHMARKS.md"
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    code, _, err = run(["bench", "--report-only"], capsys)
+    assert code == 0, err
+    before = project.read_text()
+    assert "JSON cells in `benchmarks/results/`" in before
+    code, _, err = run(["bench", "--report-only", "--results", str(tmp_path / "benchmarks" / "results")], capsys)
+    assert code == 0 and project.read_text() == before, err  # the default directory, named absolutely
+
+    code, _, err = run(["bench", "--report-only", "--results", "runs/a/results"], capsys)
+    assert code == 0, err
+    report_a = tmp_path / "runs" / "a" / "BENCHMARKS.md"
+    assert "| a | s |" in report_a.read_text() and "JSON cells in `results/`" in report_a.read_text()
+    assert project.read_text() == before
+    code, _, err = run(["bench", "--report-only", "--results", "runs/a/results"], capsys)  # its own report: rewritten
+    assert code == 0, err
+
+    text_a = report_a.read_text()
+    for argv, words in (
+        (["--results", "runs/b/results", "--markdown", "BENCHMARKS.md"], "report of the cells in benchmarks/results"),
+        (["--results", "runs/b/results", "--markdown", "runs/a/BENCHMARKS.md"], "not ../b/results"),
+        (["--markdown", "notes.md"], "not written by datadistill bench"),
+    ):
+        (tmp_path / "notes.md").write_text("my notes\n")
+        code, _, err = run(["bench", "--report-only", *argv], capsys)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert project.read_text() == before and report_a.read_text() == text_a
+    assert (tmp_path / "notes.md").read_text() == "my notes\n"

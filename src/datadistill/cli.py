@@ -14,6 +14,9 @@ from typing import Any
 from .errors import ConfigError, DatadistillError, RunDirError
 from .progress import ProgressBar as _Bar
 
+MARKDOWN_HELP = ("the report to (re)write (default: BENCHMARKS.md for the default --results, else BENCHMARKS.md "
+                 "beside the --results directory); an existing file must be the report of the same --results")
+
 log = logging.getLogger("datadistill")
 
 
@@ -304,9 +307,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import BenchGrid, run_grid
-    from .bench.tables import write_benchmarks_md
+    from .bench.tables import check_markdown_target, default_markdown, write_benchmarks_md
 
     results = Path(args.results)
+    markdown = Path(args.markdown) if args.markdown else default_markdown(results)
+    check_markdown_target(results, markdown)  # before hours of work, not after
     if not args.report_only:
         grid = BenchGrid(
             dataset=args.dataset, methods=tuple(m for m in args.methods.split(",") if m),
@@ -320,14 +325,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         run_grid(grid, results, quiet=args.quiet, max_cells=args.max_cells,
                  sets_dir=(results.parent / "sets" if args.sets is None else Path(args.sets) if args.sets else None))
-    out = write_benchmarks_md(results, Path(args.markdown))
+    out = write_benchmarks_md(results, markdown)
     print(out)
     return 0
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
     from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed
-    from .bench.tables import write_benchmarks_md
+    from .bench.tables import check_markdown_target, default_markdown, write_benchmarks_md
 
     if args.set and args.what not in ("dc", "dsa"):
         raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
@@ -335,6 +340,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
                                       or args.optimizer != "sgd"):
         raise ConfigError(f"speed --model, --batch-size, --paths and --optimizer apply to --what evaluation, "
                           f"not {args.what}")
+    markdown = Path(args.markdown) if args.markdown else default_markdown(Path(args.results))
+    check_markdown_target(Path(args.results), markdown)
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations, rounds=args.rounds)
@@ -355,7 +362,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
                                model=args.model, batch_size=args.batch_size, rounds=args.rounds,
                                optimizer=args.optimizer)
     print(", ".join(f"{k}: {v}" for k, v in row["figures"].items()))
-    write_benchmarks_md(Path(args.results), Path(args.markdown))
+    write_benchmarks_md(Path(args.results), markdown)
     return 0
 
 
@@ -439,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "there (dm, dm-multilayer; the others distil on the CPU); each result row records where its "
                         "set was distilled and evaluated")
     b.add_argument("--results", default="benchmarks/results")
-    b.add_argument("--markdown", default="BENCHMARKS.md")
+    b.add_argument("--markdown", default=None, help=MARKDOWN_HELP)
     b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")
     b.add_argument("--max-cells", type=int, help="stop after this many new cells")
     b.add_argument("--sets", default=None,
@@ -477,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=None,
                     help="evaluation: training batch (default: the dsa protocol's 256, capped by the set's size)")
     sp.add_argument("--results", default="benchmarks/results")
-    sp.add_argument("--markdown", default="BENCHMARKS.md")
+    sp.add_argument("--markdown", default=None, help=MARKDOWN_HELP)
     _add_data_args(sp)
     sp.set_defaults(func=cmd_speed)
 
