@@ -214,10 +214,10 @@ def test_bench_resumes_a_killed_evaluation_model_by_model(tmp_path, npz, capsys,
 
     ev = importlib.import_module("datadistill.evaluation.evaluate")  # the module (the package exports a function of that name)
     argv = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "random", "--ipc", "2",
-            "--protocol", "dc", *FAST_EVAL, "--eval-set", "num_models=3", "--markdown", str(tmp_path / "B.md")]
-    code, _, err = run([*argv, "--results", str(tmp_path / "whole"), "--markdown", str(tmp_path / "whole.md")], capsys)
+            "--protocol", "dc", *FAST_EVAL, "--eval-set", "num_models=3"]  # reports beside each --results
+    code, _, err = run([*argv, "--results", str(tmp_path / "whole" / "results")], capsys)
     assert code == 0, err
-    [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole").glob("*.json")]
+    [whole] = [json.loads(p.read_text()) for p in (tmp_path / "whole" / "results").glob("*.json")]
     original, calls = ev.fit, []
 
     def fit(*a, **k):

@@ -305,13 +305,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.runner import BenchGrid, run_grid
-    from .bench.tables import check_markdown_target, default_markdown, write_benchmarks_md
+def _report_path(args: argparse.Namespace) -> Path:
+    """The report `bench` / `speed` will write (`--markdown`, else beside `--results`), checked
+    before any work: hours later it must not turn out to be another file (`check_markdown_target`)."""
+    from .bench.tables import check_markdown_target, default_markdown
 
     results = Path(args.results)
     markdown = Path(args.markdown) if args.markdown else default_markdown(results)
-    check_markdown_target(results, markdown)  # before hours of work, not after
+    check_markdown_target(results, markdown)
+    return markdown
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import BenchGrid, run_grid
+    from .bench.tables import write_benchmarks_md
+
+    results = Path(args.results)
+    markdown = _report_path(args)
     if not args.report_only:
         grid = BenchGrid(
             dataset=args.dataset, methods=tuple(m for m in args.methods.split(",") if m),
@@ -332,7 +342,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_speed(args: argparse.Namespace) -> int:
     from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed
-    from .bench.tables import check_markdown_target, default_markdown, write_benchmarks_md
+    from .bench.tables import write_benchmarks_md
 
     if args.set and args.what not in ("dc", "dsa"):
         raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
@@ -340,8 +350,7 @@ def cmd_speed(args: argparse.Namespace) -> int:
                                       or args.optimizer != "sgd"):
         raise ConfigError(f"speed --model, --batch-size, --paths and --optimizer apply to --what evaluation, "
                           f"not {args.what}")
-    markdown = Path(args.markdown) if args.markdown else default_markdown(Path(args.results))
-    check_markdown_target(Path(args.results), markdown)
+    markdown = _report_path(args)
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations, rounds=args.rounds)
