@@ -28,7 +28,9 @@ for lr in lrs:
     p = get_protocol("soft", model="alexnet", num_models=2, lr=lr, **extra)
     t = time.time()
     r = evaluate(syn, real, p, split="val")
-    d = r.as_dict() if hasattr(r, "as_dict") else dict(r)
+    d = r.as_dict()
     d["seconds"] = time.time() - t
-    f.write_text(json.dumps(d, default=str, indent=1))
-    print(tag, d.get("mean"), d.get("accuracies"), round(d["seconds"]), flush=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps(d, default=str, indent=1))
+    tmp.replace(f)  # atomic: a killed run leaves no half-written row
+    print(tag, d["mean"], d["per_model"], round(d["seconds"]), flush=True)
