@@ -1,36 +1,41 @@
-"""Screen (validation split only): the soft protocol on alexnet, the random IPC 10 subset relabelled as the
-bench track relabels it for rded. Usage, from the repository root:
-  .venv/bin/python benchmarks/screens/soft_alexnet.py benchmarks/screens/soft-alexnet 0.001,0.003 [temperature=1 ...]
-One JSON per row in the output directory; a row already there is not trained again."""
-import json, sys, time
+"""Screen (validation split only): the soft protocol on alexnet, trained on the soft track's random IPC 10
+subset relabelled as the bench relabels it for rded (`random_soft_set`). Usage, from the repository root:
+  .venv/bin/python benchmarks/screens/soft_alexnet.py benchmarks/screens/soft-alexnet --lrs 0.001,0.003 \
+      [--set temperature=1 ...]
+One JSON per row in the output directory, written atomically; a row already there is not trained again."""
+import argparse
+import json
+import time
 from pathlib import Path
+
 from datadistill import load_dataset
+from datadistill._io import atomic_write_json
+from datadistill.bench.softtrack import random_soft_set
+from datadistill.config import parse_set_options
 from datadistill.evaluation import evaluate, get_protocol
-from datadistill.evaluation.evaluate import digits_like
 from datadistill.methods import get_method
-from datadistill.methods._decoupled import relabel_set
 from datadistill.teachers import TeacherRecipe, get_teacher
 
-out = Path(sys.argv[1]); out.mkdir(exist_ok=True)
-lrs = [float(x) for x in sys.argv[2].split(",")]
-extra = dict(kv.split("=", 1) for kv in sys.argv[3:])
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("out", type=Path)
+ap.add_argument("--lrs", required=True, type=lambda v: [float(x) for x in v.split(",")])
+ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="another soft-protocol field")
+ap.add_argument("--teacher-cache", default="benchmarks/teachers")
+args = ap.parse_args()
+extra = parse_set_options(args.set)
+args.out.mkdir(parents=True, exist_ok=True)
 real = load_dataset("fashion-mnist", val_fraction=0.1)
-teacher = get_teacher(real, TeacherRecipe(), cache_dir="benchmarks/teachers")
+teacher = get_teacher(real, TeacherRecipe(), cache_dir=args.teacher_cache)
 print("teacher", teacher.info.get("key"), flush=True)
-cfg = get_method("rded").config
-rnd = get_method("random").distill(real, 10, seed=0)
-syn = relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=0, flip=not digits_like(real), real=real)
-for lr in lrs:
+syn = random_soft_set(real, 10, 0, teacher, get_method("rded").config.relabel_recipe())
+for lr in args.lrs:
     tag = f"lr{lr:g}" + "".join(f"_{k}{v}" for k, v in sorted(extra.items()))
-    f = out / f"{tag}.json"
+    f = args.out / f"{tag}.json"
     if f.exists():
-        print(tag, json.loads(f.read_text())["mean"], "(cached)", flush=True); continue
-    p = get_protocol("soft", model="alexnet", num_models=2, lr=lr, **extra)
+        print(tag, json.loads(f.read_text())["mean"], "(cached)", flush=True)
+        continue
     t = time.time()
-    r = evaluate(syn, real, p, split="val")
-    d = r.as_dict()
+    d = evaluate(syn, real, get_protocol("soft", model="alexnet", num_models=2, lr=lr, **extra), split="val").as_dict()
     d["seconds"] = time.time() - t
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps(d, default=str, indent=1))
-    tmp.replace(f)  # atomic: a killed run leaves no half-written row
+    atomic_write_json(f, d)
     print(tag, d["mean"], d["per_model"], round(d["seconds"]), flush=True)

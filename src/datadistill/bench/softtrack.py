@@ -83,6 +83,18 @@ def cached_json(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dic
     return out
 
 
+def random_soft_set(real, ipc: int, seed: int, teacher, recipe):
+    """Comparison (a) of the track: the random real subset of `ipc` images per class (seed `seed`),
+    relabelled by `teacher` with the relabel `recipe` the method used (flips only where the dataset
+    allows them)."""
+    from ..evaluation.evaluate import digits_like
+    from ..methods import get_method
+    from ..methods._decoupled import relabel_set
+
+    rnd = get_method("random").distill(real, ipc, seed=seed)
+    return relabel_set(rnd, teacher, recipe, seed=seed, flip=not digits_like(real), real=real)
+
+
 def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag: str, teacher,
                soft_result: dict[str, Any], set_dir: Path | None, results_dir: Path,
                bar: Callable[[str], Any], architecture: tuple[str, ...] = (),
@@ -94,10 +106,9 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     architecture."""
     from ..config import parse_set_options
     from ..evaluation import ReferenceRecipe, evaluate, get_protocol, reference_key
-    from ..evaluation.evaluate import digits_like
     from ..evaluation.protocol import for_set_size
     from ..methods import get_method
-    from ..methods._decoupled import RelabelConfig, relabel_set
+    from ..methods._decoupled import RelabelConfig
     from ..teachers import SAME_TEACHER, labeler
     from .runner import cell_name, protocol_tag as tag_of, set_dir_name
 
@@ -116,10 +127,6 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
 
         return cached_evaluation(path, go)
 
-    def random_soft_set():
-        rnd = get_method("random").distill(real, ipc, seed=seed)
-        return relabel_set(rnd, teacher, cfg.relabel_recipe(), seed=seed, flip=not digits_like(real), real=real)
-
     hard_protocol = get_protocol("dsa", **parse_set_options(list(architecture)))
     hard_tag = tag_of("dsa", architecture)  # the tag a hard-label bench run on that architecture gives
     # kept beside the random set, keyed by teacher (recipe and weights), relabel recipe and the
@@ -136,7 +143,8 @@ def soft_track(*, real, syn, method, ipc: int, seed: int, protocol, protocol_tag
     tag = hashlib.sha256(relabel.encode()).hexdigest()[:8]
     random_dir = set_dir.parent / set_dir_name(real.name, "random", ipc, seed, {}) if set_dir else None
     rnd_soft = run(random_dir / f"track-{protocol_tag}-relabel-{tag}.json" if random_dir else None,
-                   "random subset, same soft labels", random_soft_set, protocol)
+                   "random subset, same soft labels",
+                   lambda: random_soft_set(real, ipc, seed, teacher, cfg.relabel_recipe()), protocol)
     # keyed by the images themselves: a set distilled again (another teacher, another config) in the
     # same directory does not reuse the old images' result
     images = digest({"images": syn.images})
