@@ -197,6 +197,20 @@ def test_soft_protocol_preset_is_valid():
         get_protocol("soft", temperature=0)
 
 
+def test_soft_preset_takes_its_architecture_values_under_the_callers():
+    from datadistill.evaluation import PRESETS
+    from datadistill.evaluation.protocol import ARCHITECTURE_VALUES
+
+    own = ARCHITECTURE_VALUES[("soft", "alexnet")]
+    assert own["temperature"] != PRESETS["soft"].temperature
+    assert get_protocol("soft") == PRESETS["soft"]  # convnet: the preset as it is
+    alex = get_protocol("soft", model="alexnet")
+    assert alex == PRESETS["soft"].replace(model="alexnet", **own)
+    assert get_protocol("soft", model="alexnet", temperature="2").temperature == 2.0  # the caller's value wins
+    assert get_protocol(PRESETS["soft"], model="alexnet").temperature == PRESETS["soft"].temperature  # a Protocol as given
+    assert get_protocol("dsa", model="alexnet") == PRESETS["dsa"].replace(model="alexnet")  # only the named preset
+
+
 # ---- the methods --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,opts", [("rded", dict(candidates=12)), ("sre2l", dict(iterations=6, batch_size=8))])
