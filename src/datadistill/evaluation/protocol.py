@@ -123,7 +123,7 @@ PRESETS: dict[str, Protocol] = {
 # Values a preset takes on one architecture, chosen on the validation split. `get_protocol` applies
 # them when the preset is asked for by name with that model; a value the caller sets wins.
 # soft on alexnet (five convolutions, no normalisation): at the preset's T 4 whole classes score 0%
-# and real images train it worse than with hard labels (random IPC 10 relabelled: 60.8 against 68.0
+# and real images train it worse than with hard labels (random IPC 10 relabelled for rded: 60.6 against 68.0
 # on test). Screen (benchmarks/screens/soft_protocol.py: random IPC 10 relabelled as for rded, 2 models,
 # val): T 4 with lr 3e-4 / 1e-3 / 3e-3 / 1e-2: 42.8 / 59.9 / 64.4 / 42.1; T 1: lr 1e-3 68.1, lr 3e-3 70.3;
 # T 2, lr 3e-3: 67.4 (lower T is better at every lr tried; T below 1 not tried). ConvNet keeps the preset:
