@@ -50,6 +50,39 @@ def test_distill_evaluate_show_export(tmp_path, npz, capsys):
     assert code == 0 and len(list((tmp_path / "imgs").rglob("*.png"))) == 8
 
 
+def test_evaluate_models_gives_each_architecture_its_preset_values(tmp_path, npz, capsys, monkeypatch):
+    import datadistill.evaluation as ev
+    from datadistill.evaluation import get_protocol
+
+    out = tmp_path / "run"
+    assert run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random", "--ipc", "1",
+                "--out", str(out)], capsys)[0] == 0
+    seen = []
+
+    class Result:
+        def as_dict(self):
+            return {"mean": 50.0, "std": 0.0, "per_model": [50.0], "train_time_s": 0.0}
+
+    monkeypatch.setattr(ev, "evaluate", lambda syn, real, p, **kw: seen.append(p) or Result())
+    code, stdout, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "soft", "--split", "val",
+                             "--eval-set", "num_models=1", "--models", "convnet,alexnet"], capsys)
+    assert code == 0, err
+    # as the bench's `--eval-set model=alexnet` does: alexnet takes its own soft values
+    assert seen == [get_protocol("soft", num_models=1), get_protocol("soft", num_models=1, model="alexnet")]
+
+
+def test_evaluate_architectures_gives_each_its_preset_values(monkeypatch):
+    import importlib
+
+    from datadistill.evaluation import get_protocol
+
+    ev = importlib.import_module("datadistill.evaluation.evaluate")  # the module (the package exports the function)
+    seen = []
+    monkeypatch.setattr(ev, "evaluate", lambda syn, real, p, **kw: seen.append(p))
+    ev.evaluate_architectures(None, None, ["convnet", "alexnet"], "soft", num_models=2)
+    assert seen == [get_protocol("soft", num_models=2), get_protocol("soft", num_models=2, model="alexnet")]
+
+
 def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
     out = tmp_path / "run"
     out.mkdir()

@@ -98,11 +98,16 @@ def _prepare_out(out: Path, force: bool, hint: str = "") -> None:
         raise RunDirError(f"{out}: already exists and is not empty; choose another --out or pass --force{hint}")
 
 
-def _protocol(args: argparse.Namespace):
+def _protocol(args: argparse.Namespace, model: str | None = None):
+    """The protocol `--protocol` and `--eval-set` give; on `model` when given (then with that
+    architecture's own preset values, `protocol.ARCHITECTURE_VALUES`)."""
     from .config import parse_set_options
     from .evaluation import get_protocol
 
-    return get_protocol(args.protocol, **parse_set_options(args.eval_set))
+    options = parse_set_options(args.eval_set)
+    if model is not None:
+        options["model"] = model
+    return get_protocol(args.protocol, **options)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -153,25 +158,25 @@ def cmd_distill(args: argparse.Namespace) -> int:
     save_loss_curve(out, out / "loss.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
     if protocol is not None:
-        _evaluate_into(out, syn, real, protocol, args.quiet, teacher=teacher, device=device)
+        _evaluate_into(out, syn, real, [protocol], args.quiet, teacher=teacher, device=device)
         msg += f"; test accuracy {syn.meta['evaluation'][protocol.model]['mean']:.2f}%"
     print(msg)
     return 0
 
 
-def _evaluate_into(run_dir: Path, syn, real, protocol, quiet: bool, models: Sequence[str] = (),
-                   split: str = "test", teacher=None, device: str = "cpu") -> dict:
-    """Evaluate on `split` and record it in the manifest: test results under `evaluation` (and in
-    the report), validation results under `validation` (for choosing configs; never in the report)."""
+def _evaluate_into(run_dir: Path, syn, real, protocols: Sequence, quiet: bool, split: str = "test",
+                   teacher=None, device: str = "cpu") -> dict:
+    """Evaluate under each of `protocols` (one per architecture) on `split` and record it in the
+    manifest: test results under `evaluation` (and in the report), validation results under
+    `validation` (for choosing configs; never in the report)."""
     from .evaluation import evaluate
     from .report import write_report
 
     results = {}
-    for model in models or [protocol.model]:
-        p = protocol.replace(model=model)
-        bar = _Bar(f"evaluate {model}" + (" on the validation split" if split == "val" else ""), quiet)
+    for p in protocols:
+        bar = _Bar(f"evaluate {p.model}" + (" on the validation split" if split == "val" else ""), quiet)
         try:
-            results[model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher,
+            results[p.model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher,
                                       device=device).as_dict()
         finally:
             bar.close()
@@ -194,7 +199,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     teacher = None
     if protocol.label_mode == "teacher":
         teacher = _set_teacher(args, syn, real)
-    results = _evaluate_into(Path(args.dir), syn, real, protocol, args.quiet, models, split=args.split,
+    protocols = [_protocol(args, model=m) for m in models] or [protocol]
+    results = _evaluate_into(Path(args.dir), syn, real, protocols, args.quiet, split=args.split,
                              teacher=teacher, device=device)
     if args.split == "val":
         print("validation split:")

@@ -225,6 +225,6 @@ def evaluate(
 
 def evaluate_architectures(synthetic: SyntheticSet, real: RealData, models: Sequence[str],
                            protocol: Protocol | str = "dsa", **overrides: Any) -> dict[str, EvalResult]:
-    """Cross-architecture evaluation: the same protocol with each model in `models`."""
-    base = get_protocol(protocol, **overrides)
-    return {m: evaluate(synthetic, real, base.replace(model=m)) for m in models}
+    """Cross-architecture evaluation: the same protocol with each model in `models` (a preset named
+    by a string takes each architecture's own values, `protocol.ARCHITECTURE_VALUES`)."""
+    return {m: evaluate(synthetic, real, get_protocol(protocol, **{**overrides, "model": m})) for m in models}
