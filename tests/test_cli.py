@@ -575,6 +575,50 @@ def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field()
     assert text.count("## Cross-architecture") == 1 and "| rded | 51.0 ± 1.0 | 51.0 ± 1.0 |" in text, text
 
 
+def test_cross_architecture_table_keeps_an_architecture_s_preset_values_in_the_preset_s_table():
+    """A soft cell on alexnet trains at the soft preset's values for alexnet (`ARCHITECTURE_VALUES`):
+    it stays a column of the soft table, with a note naming the values; a cell trained at values
+    the caller chose is another protocol and another table."""
+    from datadistill.bench.tables import _cross_architecture
+    from datadistill.evaluation import get_protocol
+
+    def cell(model, **overrides):
+        p = get_protocol("soft", model=model, **overrides).as_dict()
+        return {"dataset": "d", "protocol_tag": "soft" if model == "convnet" else "soft-1234", "labels": "soft",
+                "ipc": 10, "method": "rded", "method_overrides": {}, "protocol_overrides": [f"model={model}"],
+                "evaluation": {"protocol": p, "per_model": [70.0, 72.0], "num_images": 100}}
+
+    assert cell("alexnet")["evaluation"]["protocol"]["lr"] != cell("convnet")["evaluation"]["protocol"]["lr"]
+    text = "\n".join(_cross_architecture([cell("convnet"), cell("alexnet")]))
+    assert text.count("## Cross-architecture") == 1 and "| method | convnet | alexnet |" in text, text
+    assert "- On alexnet, rded trained at the preset's values for alexnet (lr 0.003, temperature 1;" in text, text
+    text = "\n".join(_cross_architecture([cell("convnet"), cell("alexnet", lr=0.01)]))
+    assert "## Cross-architecture" not in text, text  # lr 0.01 is not the preset's: no shared table
+
+
+def test_benchmark_tables_name_cells_trained_under_earlier_values_of_their_protocol():
+    """One table holds a preset's cells, and the preset's values can change between cells (as the soft
+    preset's on alexnet did): the protocol line is the newest cell's, and a note names the cells
+    trained otherwise. A field added later, or one that does not change training, is no change."""
+    from datadistill.bench.tables import _older_protocol_notes
+    from datadistill.evaluation import get_protocol
+
+    def cell(method, **overrides):
+        p = get_protocol("soft", model="alexnet").as_dict()
+        p.update(overrides)
+        return {"method": method, "ipc": 10, "method_overrides": {},
+                "evaluation": {"protocol": p, "per_model": [70.0], "num_images": 100}}
+
+    new = {**cell("rded"), "finished": "2026-12-02T16:00:00"}
+    old = {**cell("sre2l", lr=0.001, temperature=4.0), "finished": "2026-11-30T10:00:00"}
+    assert _older_protocol_notes([new, old]) == _older_protocol_notes([old, new]) == [
+        "- Trained under earlier values of this protocol (lr 0.001, temperature 4.0; the line above gives "
+        "today's): sre2l IPC 10."]
+    before_field = cell("sre2l", compile=False)
+    del before_field["evaluation"]["protocol"]["min_batches"]  # batch 10 either way for 100 images
+    assert _older_protocol_notes([before_field, new]) == []
+
+
 def test_tables_name_each_network_once_per_method_and_ipc_with_its_seeds():
     from datadistill.bench.tables import _networks_used
 

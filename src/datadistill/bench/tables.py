@@ -123,9 +123,36 @@ def _networks_used(cells: list[dict], who: str) -> dict[tuple, tuple[dict, list[
 
 
 def _newest_protocol(rows: list[dict]) -> dict[str, Any]:
-    """The protocol of a table's cells as the newest of them records it (fields added later, at
-    values that leave the older cells' training unchanged, are only in newer cells)."""
-    return max((r["evaluation"]["protocol"] for r in rows), key=len)
+    """The protocol of a table's cells as the newest of them records it: the last finished (fields
+    added later, at values that leave the older cells' training unchanged, are only in newer cells;
+    the oldest cells have no `finished`)."""
+    return max(rows, key=lambda r: (r.get("finished", ""), len(r["evaluation"]["protocol"])))["evaluation"]["protocol"]
+
+
+# protocol fields that do not change what is trained: how test batches are sized, whether the
+# training step is compiled (rounding only)
+_RESULT_NEUTRAL = ("eval_batch_size", "compile")
+
+
+def _older_protocol_notes(rows: list[dict]) -> list[str]:
+    """Notes naming the cells of a table that were trained under other values than the protocol
+    line states (the newest cell's): one table holds the cells of one preset and one set of
+    `--eval-set` values, and a preset's values can change between cells (a field added later is
+    only in newer cells and does not count as a change)."""
+    from ..evaluation.protocol import for_set_size
+
+    newest = _newest_protocol(rows)
+    by_values: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        p, now = r["evaluation"]["protocol"], newest
+        if n := r["evaluation"].get("num_images"):  # the batch each trained this set with
+            p, now = for_set_size(p, n), for_set_size(now, n)
+        diff = [f"{k} {p[k]}" for k in sorted(p)
+                if k in now and k not in _RESULT_NEUTRAL and p[k] != now[k]]
+        if diff:
+            by_values[", ".join(diff)].add(f"{_label(r)} IPC {r['ipc']}")
+    return [f"- Trained under earlier values of this protocol ({values}; the line above gives today's): "
+            f"{', '.join(sorted(cells))}." for values, cells in sorted(by_values.items())]
 
 
 def _protocol_line(p: dict[str, Any]) -> str:
@@ -280,6 +307,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         notes += gpu_evals
         if slow_cpu:
             notes.append(CPU_NOTE)
+        notes += _older_protocol_notes(rows)
         if notes:
             lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
@@ -392,6 +420,9 @@ def _soft_track(cells: list[dict]) -> list[str]:
             slow_cpu = slow_cpu or cpu is not None
         if slow_cpu:
             lines += ["", CPU_NOTE]
+        older = _older_protocol_notes(sel)
+        if older:
+            lines += ["", *older]
         teachers = _networks_used(sel, "teacher")
         for tch, used in teachers.values():
             digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""
@@ -420,9 +451,10 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
-    from ..evaluation.protocol import Protocol, for_set_size
+    from ..evaluation.protocol import ARCHITECTURE_VALUES, PRESETS, Protocol, for_set_size
 
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    own_values: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     gpu_cells: dict[tuple, dict[str, set[str]]] = defaultdict(dict)
     idents: dict[tuple, dict[str, dict[str, tuple]]] = defaultdict(dict)
@@ -433,8 +465,17 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         # and the batch fields as the batch they give this set (an older cell has no `min_batches`)
         n = c["evaluation"].get("num_images")
         values = for_set_size({**defaults, **p}, n) if n else {**defaults, **p}
+        preset = c["protocol_tag"].split("-")[0]
+        # a preset's own values for this architecture (`ARCHITECTURE_VALUES`) keep its cells in the
+        # preset's table, with a note under it
+        own = {k: v for k, v in ARCHITECTURE_VALUES.get((preset, p["model"]), {}).items() if values.get(k) == v}
+        if own and preset in PRESETS:
+            values = {**values, **{k: getattr(PRESETS[preset], k) for k in own}}
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
-        key = (c["dataset"], c["protocol_tag"].split("-")[0], c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
+        key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
+        if own and preset in PRESETS:
+            desc = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(own.items()))
+            own_values[key][(p["model"], desc)].add(_label(c))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
                                                             _teacher_id(c["teacher"]) if c.get("teacher") else None)
@@ -467,6 +508,10 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             split = _not_one_set(idents[key][method])
             if split:
                 lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
+        for (model, desc), methods in sorted(own_values[key].items()):
+            lines += ["", f"- On {model}, {', '.join(sorted(methods))} trained at the preset's values for {model} "
+                      f"({desc}; `ARCHITECTURE_VALUES`, chosen on the validation split); "
+                      "the rest of the table at the preset's own."]
         for gpu, where in sorted(gpu_cells[key].items()):
             lines += ["", _gpu_eval_line(gpu, where)]
         lines += ["", "Reproduce (the other columns; each evaluates the stored sets):", ""]
