@@ -496,7 +496,8 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             continue
         lines += [f"## Cross-architecture: {dataset}, IPC {ipc}, protocol `{preset}`, {labels} labels", "",
                   "Each row's set is distilled once (with ConvNet-3) and evaluated on every architecture with the "
-                  "same protocol.", "", "| method | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+                  "same protocol preset (an architecture's own values of the preset are noted under the table).", "",
+                  "| method | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
         for method in sorted(by_method, key=lambda m: (m != "random", m)):
             vals = []
             for m in models:
