@@ -510,7 +510,9 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             if split:
                 lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
         for (model, desc), methods in sorted(own_values[key].items()):
-            lines += ["", f"- On {model}, {', '.join(sorted(methods))} trained at the preset's values for {model} "
+            names = sorted(methods)
+            names = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+            lines += ["", f"- On {model}, {names} trained at the preset's values for {model} "
                       f"({desc}; `ARCHITECTURE_VALUES`, chosen on the validation split); "
                       "the rest of the table at the preset's own."]
         for gpu, where in sorted(gpu_cells[key].items()):
