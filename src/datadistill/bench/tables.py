@@ -468,12 +468,12 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         preset = c["protocol_tag"].split("-")[0]
         # a preset's own values for this architecture (`ARCHITECTURE_VALUES`) keep its cells in the
         # preset's table, with a note under it
-        own = {k: v for k, v in ARCHITECTURE_VALUES.get((preset, p["model"]), {}).items() if values.get(k) == v}
-        if own and preset in PRESETS:
-            values = {**values, **{k: getattr(PRESETS[preset], k) for k in own}}
+        own = {k: v for k, v in ARCHITECTURE_VALUES.get((preset, p["model"]), {}).items()
+               if values.get(k) == v and preset in PRESETS}
+        values = {**values, **{k: getattr(PRESETS[preset], k) for k in own}}
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
-        if own and preset in PRESETS:
+        if own:
             desc = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(own.items()))
             own_values[key][(p["model"], desc)].add(_label(c))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
