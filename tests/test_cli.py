@@ -781,3 +781,26 @@ def test_report_goes_beside_other_results_and_never_replaces_another_file(tmp_pa
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert project.read_text() == before and report_a.read_text() == text_a
     assert (tmp_path / "notes.md").read_text() == "my notes\n"
+
+
+def test_bf16_on_a_cpu_without_bf16_kernels_warns_once_in_one_line(tmp_path, npz, capsys, monkeypatch):
+    import datadistill._runtime as runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device_type="cpu": False)
+    out = tmp_path / "run"
+    code, _, err = run(["distill", "--dataset", "tensors", "--data-dir", str(npz), "--method", "random", "--ipc", "2",
+                        "--out", str(out)], capsys)
+    assert code == 0 and "warning" not in err  # nothing trained: nothing to warn about
+    # the dc preset trains in bf16: two architectures, two trainings, one warning of one line
+    code, _, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
+                        "--models", "convnet,mlp"], capsys)
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert code == 0 and len(lines) == 1, err
+    assert lines[0].startswith("datadistill: warning: this CPU has no bf16 kernels") and "precision=fp32" in lines[0]
+    code, _, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
+                        "--models", "convnet", "--eval-set", "precision=fp32"], capsys)
+    assert code == 0 and "warning" not in err, err
+    monkeypatch.setattr(runtime, "native_bf16", lambda device_type="cpu": True)
+    code, _, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
+                        "--models", "convnet"], capsys)
+    assert code == 0 and "warning" not in err, err

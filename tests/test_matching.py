@@ -480,3 +480,18 @@ def test_dm_distils_on_cuda_and_returns_a_cpu_set_that_says_where(name, real, tm
     assert torch.allclose(resumed.images, syn.images, atol=1e-3)  # GPU kernels need not be bit-exact
     started = tiny(name, iterations=1, init="kmeans").distill(real.to("cuda"), 2, seed=0)  # a CPU-only start
     assert started.images.shape == syn.images.shape
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_without_bf16_kernels_warns_and_fp32_does_not(precision, real, monkeypatch):
+    import warnings
+
+    import datadistill._runtime as runtime
+    from datadistill.errors import SlowPathWarning
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device_type="cpu": False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        tiny("dm", iterations=2, precision=precision).distill(real, 2, seed=0)
+    slow = [w for w in seen if issubclass(w.category, SlowPathWarning)]
+    assert bool(slow) == (precision == "bf16"), [str(w.message) for w in seen]

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+import warnings
+
+from .errors import SlowPathWarning
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -71,3 +75,38 @@ def machine_text(m: dict | None) -> str:
     bf16 = {"amx": "AMX-BF16", "avx512_bf16": "AVX512-BF16, no AMX", "none": "no bf16 instructions"}.get(
         m.get("bf16", ""), "bf16 path not recorded")
     return f"{m['processor']} ({bf16}), {m.get('threads', '?')} threads"
+
+
+@functools.cache
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether bf16 autocast on `device_type` runs on kernels made for it. On a CPU: oneDNN's own
+    answer (it has bf16 kernels from AVX-512 up), else the CPU flags (AMX-BF16 or AVX512-BF16).
+    Other devices answer True (not measured here: no warning without evidence).
+    On a CPU with AVX2 only, bf16 autocast falls back to slow generic code. On an AMD EPYC with AVX2
+    (2 threads), compiled training steps took 7x to 14x as long as in fp32: at batch 10 (AdamW, soft
+    targets; benchmarks/screens/bf16_steps.py) ConvNet-3 0.46 s against 0.042 s, VGG-11 1.68 against
+    0.23, AlexNet 2.21 against 0.18, ResNet-18 4.50 against 0.36; one ConvNet-3 evaluation (IPC 10,
+    50 epochs, DSA) 226.7 s against 15.7 s (`datadistill speed --epochs 50 --paths
+    fast-fp32,fast,eager-fp32`)."""
+    import torch
+
+    if device_type != "cpu":
+        return True
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without the check: read the CPU's flags
+        return machine()["bf16"] in ("amx", "avx512_bf16", "unknown")
+
+
+def warn_if_slow_bf16(device_type: str) -> None:
+    """A `SlowPathWarning` when bf16 autocast is about to run on `device_type` without native bf16
+    kernels. Python's default filter shows it once per process: its text and the line it is
+    raised from never change."""
+    if native_bf16(device_type):
+        return
+    warnings.warn(
+        "this CPU has no bf16 kernels (AVX2 only): bf16 autocast trains 7-14x slower than fp32 here; "
+        "train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 (a matching "
+        "method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 (a coreset's "
+        "features); results under another precision are another protocol",
+        SlowPathWarning)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DatadistillError, RunDirError
+from .errors import ConfigError, DatadistillError, RunDirError, SlowPathWarning
 from .progress import ProgressBar as _Bar
 
 MARKDOWN_HELP = ("the report to (re)write (default: BENCHMARKS.md for the default --results, else BENCHMARKS.md "
@@ -487,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=1000)
     sp.add_argument("--paths", default=None,
                     help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "
-                         "as evaluation runs), fast-channels-last, fast-loop-optimizer (default: "
+                         "as evaluation runs), fast-fp32 (compiled fp32), fast-channels-last, fast-loop-optimizer (default: "
                          "eager-fp32-plain,eager-fp32,fast)")
     sp.add_argument("--rounds", type=int, default=1,
                     help="time every path (or, for dm / dc / dsa, the straightforward loop and ours) this many "
@@ -529,6 +530,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings(show):
+    """A `warnings.showwarning` that prints the library's own warnings as one line on stderr and
+    hands anything else to `show`."""
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SlowPathWarning):
+            print(f"datadistill: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ._runtime import tune_allocator
 
@@ -537,7 +549,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()  # no mmap per large tensor: about 1.8x faster training (see _runtime.py)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except DatadistillError as e:
         print(f"datadistill: error: {e}", file=sys.stderr)
         return 2

@@ -28,3 +28,8 @@ class RunDirError(DatadistillError):
 
 class DivergenceError(DatadistillError):
     """An optimisation produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class SlowPathWarning(RuntimeWarning):
+    """A run is about to take a path that is much slower on this machine than an equivalent one
+    (bf16 autocast on a CPU without bf16 kernels). The CLI prints it as one line."""

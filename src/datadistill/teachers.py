@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_write_json, atomic_write_with, tensor_digest
+from ._runtime import warn_if_slow_bf16
 from .augment import DSAConfig
 from .config import model_kwargs_tuple, update_config
 from .data import RealData
@@ -113,6 +114,8 @@ class Teacher:
         computed where the teacher lives and returned where `x` lives."""
         self.model.eval()
         dev = next(self.model.parameters()).device
+        if self.recipe.precision == "bf16":
+            warn_if_slow_bf16(dev.type)
         outs = []
         for start in range(0, len(x), batch_size):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 DEFAULT_EVAL_PATHS = ("eager-fp32-plain", "eager-fp32", "fast")
 PATH_TEXT = {"eager-fp32-plain": "nn.Conv2d + GroupNorm in eager fp32", "eager-fp32": "our models in eager fp32",
              "eager-bf16": "our models in eager bf16 autocast", "fast": "bf16 autocast + torch.compile",
-             "fast-channels-last": "fast with channels_last weights",
+             "fast-fp32": "fast in fp32 (no autocast)", "fast-channels-last": "fast with channels_last weights",
              "fast-loop-optimizer": "fast with the optimiser's per-tensor loop (PyTorch's CPU default) for its fused kernel"}
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -27,7 +27,9 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     """Train one `model` under the 'dsa' protocol (DSA, `epochs`, batch `batch_size`: default the
     protocol's) on a random real subset of `ipc` images per class, once per path; report seconds
     and test accuracy of each. Paths: 'eager-fp32-plain' (ConvNet only: plain nn.Conv2d + GroupNorm
-    modules), 'eager-fp32', 'eager-bf16', 'fast' (compiled bf16, as evaluation runs) and
+    modules), 'eager-fp32', 'eager-bf16', 'fast' (compiled bf16, as evaluation runs), 'fast-fp32'
+    (compiled, no autocast: what `precision=fp32` runs; bf16 gains nothing on a CPU without bf16
+    kernels) and
     'fast-channels-last' ('fast' with channels_last weights) and 'fast-loop-optimizer' ('fast' with
     the optimiser's per-tensor loop instead of its fused kernel). `optimizer`: 'sgd' (the dsa
     protocol's) or 'adamw' (the soft protocol's AdamW, lr, weight decay and cosine schedule, here on
@@ -53,7 +55,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     fast = dict(precision="bf16", compile=True)
     settings = {"eager-fp32-plain": dict(precision="fp32", compile=False, **plain),
                 "eager-fp32": dict(precision="fp32", compile=False), "eager-bf16": dict(precision="bf16", compile=False),
-                "fast": fast, "fast-channels-last": fast, "fast-loop-optimizer": fast}
+                "fast": fast, "fast-fp32": dict(precision="fp32", compile=True), "fast-channels-last": fast,
+                "fast-loop-optimizer": fast}
     base = get_protocol("dsa", epochs=epochs, num_models=1, model=model)
     if optimizer == "adamw":
         soft = get_protocol("soft")
@@ -90,6 +93,8 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     for slow in ("eager-fp32-plain", "eager-fp32"):
         if slow in paths and "fast" in paths:
             figures[f"speed-up vs {slow}"] = round(figures[f"{slow} train s"] / figures["fast train s"], 2)
+    if "fast" in paths and "fast-fp32" in paths:  # below 1 on a CPU without bf16 kernels (AVX2 only)
+        figures["bf16 speed-up vs fp32"] = round(figures["fast-fp32 train s"] / figures["fast train s"], 2)
     if "fast" in paths and "fast-channels-last" in paths:
         figures["channels-last speed-up"] = round(figures["fast train s"] / figures["fast-channels-last train s"], 2)
     if "fast" in paths and "fast-loop-optimizer" in paths:

@@ -207,7 +207,8 @@ def _teacher_id(teacher: dict[str, Any]) -> tuple:
 
 
 CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 matrix "
-            "units; matrix products ran at about half the speed there). The unmarked times were measured on a CPU "
+            "units; bf16 matrix products ran at about half the speed there, and on a CPU with AVX2 only, which has "
+            "no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked times were measured on a CPU "
             "with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
 
 
@@ -343,7 +344,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     lines += _cross_architecture(cells)
     if speed:
         lines += ["## Speed", "", "A ratio holds for the CPU it was measured on: our sessions run on more than one "
-                  "CPU type, and the bf16 paths gain more on some (see README).", "",
+                  "CPU type; the bf16 paths gain more on some, and on a CPU with AVX2 only (no bf16 kernels) they are "
+                  "much slower than fp32 (see README).", "",
                   "| what | setting | machine | figures | command |", "|---|---|---|---|---|"]
         for s in speed:
             figs = ", ".join(f"{k} {v}" for k, v in s["figures"].items())

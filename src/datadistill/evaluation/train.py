@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .._runtime import warn_if_slow_bf16
 from ..augment import DSAConfig, augment
 from ..errors import ConfigError
 
@@ -160,6 +161,8 @@ def fit(
                               nesterov=nesterov, fused=fused or None)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
+    if precision == "bf16":
+        warn_if_slow_bf16(device.type)
     step = _step_fn(model, precision == "bf16", compile, temperature, device.type, fmt)
     n = len(x)
     decay_epoch = int(epochs * decay_at) if decay_at and schedule == "step" else None

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._runtime import warn_if_slow_bf16
 from ..data import RealData
 from ..errors import ConfigError
 from ..synthetic import SyntheticSet
@@ -187,6 +188,8 @@ class SRe2L(Method):
             x_all = torch.randn(len(labels), *real.image_shape, generator=g)
         model = teacher.model
         model.eval()
+        if teacher.recipe.precision == "bf16":
+            warn_if_slow_bf16("cpu")
         stats = _BNStats(model)
         if cfg.bn_stats == "class":
             stats.remove()  # measuring the real statistics must not run the recovery hooks
