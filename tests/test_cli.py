@@ -612,7 +612,7 @@ def test_benchmark_tables_name_cells_trained_under_earlier_values_of_their_proto
     new = {**cell("rded"), "finished": "2026-12-02T16:00:00"}
     old = {**cell("sre2l", lr=0.001, temperature=4.0), "finished": "2026-11-30T10:00:00"}
     assert _older_protocol_notes([new, old]) == _older_protocol_notes([old, new]) == [
-        "- Trained under earlier values of this protocol (lr 0.001, temperature 4.0; the line above gives "
+        "- Trained under earlier values of this protocol (lr 0.001, temperature 4; the line above gives "
         "today's): sre2l IPC 10."]
     before_field = cell("sre2l", compile=False)
     del before_field["evaluation"]["protocol"]["min_batches"]  # batch 10 either way for 100 images

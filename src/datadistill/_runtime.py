@@ -105,7 +105,7 @@ def warn_if_slow_bf16(device_type: str) -> None:
     if native_bf16(device_type):
         return
     warnings.warn(
-        "this CPU has no bf16 kernels (AVX2 only): bf16 autocast trains 7-14x slower than fp32 here; "
+        "this CPU has no bf16 kernels (as with AVX2 without AVX-512): bf16 autocast trains 7-14x slower than fp32 here; "
         "train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 (a matching "
         "method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 (a coreset's "
         "features); results under another precision are another protocol",

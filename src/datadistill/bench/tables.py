@@ -134,6 +134,11 @@ def _newest_protocol(rows: list[dict]) -> dict[str, Any]:
 _RESULT_NEUTRAL = ("eval_batch_size", "compile")
 
 
+def _field_text(key: str, value: Any) -> str:
+    """'temperature 4' for a protocol field in a note: numbers as the shortest text (4.0 -> 4)."""
+    return f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+
+
 def _older_protocol_notes(rows: list[dict]) -> list[str]:
     """Notes naming the cells of a table that were trained under other values than the protocol
     line states (the newest cell's): one table holds the cells of one preset and one set of
@@ -147,7 +152,7 @@ def _older_protocol_notes(rows: list[dict]) -> list[str]:
         p, now = r["evaluation"]["protocol"], newest
         if n := r["evaluation"].get("num_images"):  # the batch each trained this set with
             p, now = for_set_size(p, n), for_set_size(now, n)
-        diff = [f"{k} {p[k]}" for k in sorted(p)
+        diff = [_field_text(k, p[k]) for k in sorted(p)
                 if k in now and k not in _RESULT_NEUTRAL and p[k] != now[k]]
         if diff:
             by_values[", ".join(diff)].add(f"{_label(r)} IPC {r['ipc']}")
@@ -476,7 +481,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         if own:
-            desc = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(own.items()))
+            desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
             own_values[key][(p["model"], desc)].add(_label(c))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
