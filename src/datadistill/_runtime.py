@@ -80,7 +80,7 @@ def machine_text(m: dict | None) -> str:
 @functools.cache
 def native_bf16(device_type: str = "cpu") -> bool:
     """Whether bf16 autocast on `device_type` runs on kernels made for it. On a CPU: oneDNN's own
-    answer (it has bf16 kernels from AVX-512 up), else the CPU flags (AMX-BF16 or AVX512-BF16).
+    answer (on x86 its bf16 kernels need AVX-512), else the CPU flags (AMX-BF16 or AVX512-BF16).
     Other devices answer True (not measured here: no warning without evidence).
     On a CPU with AVX2 only, bf16 autocast falls back to slow generic code. On an AMD EPYC with AVX2
     (2 threads), compiled training steps took 7x to 14x as long as in fp32: at batch 10 (AdamW, soft
@@ -105,8 +105,8 @@ def warn_if_slow_bf16(device_type: str) -> None:
     if native_bf16(device_type):
         return
     warnings.warn(
-        "this CPU has no bf16 kernels (as with AVX2 without AVX-512): bf16 autocast trains 7-14x slower than fp32 here; "
-        "train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 (a matching "
+        "this CPU has no bf16 kernels (as with AVX2 without AVX-512): bf16 autocast trains 7-14x slower "
+        "than fp32 here; train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 (a matching "
         "method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 (a coreset's "
         "features); results under another precision are another protocol",
         SlowPathWarning)

@@ -488,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=1000)
     sp.add_argument("--paths", default=None,
                     help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "
-                         "as evaluation runs), fast-fp32 (compiled fp32), fast-channels-last, fast-loop-optimizer (default: "
-                         "eager-fp32-plain,eager-fp32,fast)")
+                         "as evaluation runs), fast-fp32 (compiled fp32), fast-channels-last, fast-loop-optimizer "
+                         "(default: eager-fp32-plain,eager-fp32,fast)")
     sp.add_argument("--rounds", type=int, default=1,
                     help="time every path (or, for dm / dc / dsa, the straightforward loop and ours) this many "
                          "times, the order alternating, and report means")

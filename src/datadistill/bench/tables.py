@@ -213,8 +213,8 @@ def _teacher_id(teacher: dict[str, Any]) -> tuple:
 
 CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 matrix "
             "units; bf16 matrix products ran at about half the speed there, and on a CPU with AVX2 only, which has "
-            "no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked times were measured on a CPU "
-            "with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
+            "no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked times were "
+            "measured on a CPU with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
 
 
 def _cpu_without_amx(cell: dict[str, Any]) -> str | None:
