@@ -98,15 +98,15 @@ def native_bf16(device_type: str = "cpu") -> bool:
         return machine()["bf16"] in ("amx", "avx512_bf16", "unknown")
 
 
-def warn_if_slow_bf16(device_type: str) -> None:
-    """A `SlowPathWarning` when bf16 autocast is about to run on `device_type` without native bf16
-    kernels. Python's default filter shows it once per process: its text and the line it is
-    raised from never change."""
-    if native_bf16(device_type):
+def warn_if_slow_bf16(precision: str, device_type: str) -> None:
+    """A `SlowPathWarning` when `precision` is 'bf16' and `device_type` has no native bf16 kernels.
+    Python's default filter shows it once per process: its text and the line it is raised from
+    never change."""
+    if precision != "bf16" or native_bf16(device_type):
         return
     warnings.warn(
         "this CPU has no bf16 kernels (as with AVX2 without AVX-512): bf16 autocast trains 7-14x slower "
-        "than fp32 here; train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 (a matching "
-        "method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 (a coreset's "
-        "features); results under another precision are another protocol",
+        "than fp32 here; train in fp32 with --eval-set precision=fp32 (evaluation), --set precision=fp32 "
+        "(a matching method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 "
+        "(a coreset's features); results under another precision are another protocol",
         SlowPathWarning)

@@ -114,8 +114,7 @@ class Teacher:
         computed where the teacher lives and returned where `x` lives."""
         self.model.eval()
         dev = next(self.model.parameters()).device
-        if self.recipe.precision == "bf16":
-            warn_if_slow_bf16(dev.type)
+        warn_if_slow_bf16(self.recipe.precision, dev.type)
         outs = []
         for start in range(0, len(x), batch_size):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):

@@ -161,8 +161,7 @@ def fit(
                               nesterov=nesterov, fused=fused or None)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}")
-    if precision == "bf16":
-        warn_if_slow_bf16(device.type)
+    warn_if_slow_bf16(precision, device.type)
     step = _step_fn(model, precision == "bf16", compile, temperature, device.type, fmt)
     n = len(x)
     decay_epoch = int(epochs * decay_at) if decay_at and schedule == "step" else None

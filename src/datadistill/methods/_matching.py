@@ -191,8 +191,7 @@ class MatchingMethod(Method):
                  callbacks: tuple[Callback, ...], resume: bool = False) -> SyntheticSet:
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         self.check_data(real)
-        if cfg.precision == "bf16":
-            warn_if_slow_bf16(real.device.type)
+        warn_if_slow_bf16(cfg.precision, real.device.type)
         start = time.perf_counter()  # the wall time counts the initialisation (a coreset init can take minutes)
         generator = torch.Generator().manual_seed(seed)
         stage_s = 0.0  # measured wall time of an init stage loaded from disk (counted once, below)

@@ -188,8 +188,7 @@ class SRe2L(Method):
             x_all = torch.randn(len(labels), *real.image_shape, generator=g)
         model = teacher.model
         model.eval()
-        if teacher.recipe.precision == "bf16":
-            warn_if_slow_bf16("cpu")
+        warn_if_slow_bf16(teacher.recipe.precision, "cpu")
         stats = _BNStats(model)
         if cfg.bn_stats == "class":
             stats.remove()  # measuring the real statistics must not run the recovery hooks
