@@ -596,6 +596,51 @@ def test_cross_architecture_table_keeps_an_architecture_s_preset_values_in_the_p
     assert "## Cross-architecture" not in text, text  # lr 0.01 is not the preset's: no shared table
 
 
+def test_cross_architecture_table_takes_an_fp32_cell_into_the_preset_s_table_with_a_note():
+    """Precision is how the arithmetic runs (`EXECUTION_FIELDS`): a resnet18 cell evaluated in fp32
+    fills the preset's resnet18 column, with a note; where a cell run at the preset's precision
+    exists for the same method and architecture, it stands and the fp32 cell is not pooled with it."""
+    from datadistill.bench.tables import _cross_architecture
+    from datadistill.evaluation import get_protocol
+
+    def cell(model, accs, **overrides):
+        p = get_protocol("soft", model=model, **overrides).as_dict()
+        return {"dataset": "d", "protocol_tag": "soft" if model == "convnet" and not overrides else "soft-1234",
+                "labels": "soft", "ipc": 10, "method": "rded", "method_overrides": {},
+                "protocol_overrides": [f"model={model}", *(f"{k}={v}" for k, v in overrides.items())],
+                "evaluation": {"protocol": p, "per_model": accs, "num_images": 100}}
+
+    text = "\n".join(_cross_architecture([cell("convnet", [70.0, 72.0]), cell("resnet18", [60.0, 62.0], precision="fp32")]))
+    assert text.count("## Cross-architecture") == 1 and "| rded | 71.0 ± 1.0 | 61.0 ± 1.0 |" in text, text
+    assert "- On resnet18, rded ran with precision fp32 (how the arithmetic runs" in text, text
+    assert "the rest of the table with precision bf16." in text, text
+    assert "--eval-set model=resnet18 --eval-set precision=fp32`" in text, text
+    cells = [cell("convnet", [70.0, 72.0]), cell("convnet", [10.0, 10.0], precision="fp32"),
+             cell("resnet18", [60.0, 62.0])]
+    text = "\n".join(_cross_architecture(cells))
+    assert "| rded | 71.0 ± 1.0 | 61.0 ± 1.0 |" in text and "precision fp32" not in text, text
+    # a field that changes what is trained still makes another protocol
+    text = "\n".join(_cross_architecture([cell("convnet", [70.0, 72.0]), cell("resnet18", [60.0, 62.0], epochs=10)]))
+    assert "## Cross-architecture" not in text, text
+
+
+def test_an_fp32_cell_is_reported_beside_its_bf16_twin():
+    from datadistill.bench.tables import _execution_twin_notes
+    from datadistill.evaluation import get_protocol
+
+    def cell(accs, tag, seed=0, **overrides):
+        return {"dataset": "d", "protocol_tag": tag, "labels": "hard", "ipc": 10, "seed": seed, "method": "dm",
+                "method_overrides": {}, "evaluation": {"protocol": get_protocol("dsa", **overrides).as_dict(),
+                                                       "per_model": accs, "num_images": 100}}
+
+    fp32, bf16 = cell([84.6, 84.4], "dsa-5f6d", precision="fp32"), cell([84.5, 84.6], "dsa")
+    notes = _execution_twin_notes([fp32], [bf16, cell([1.0, 1.0], "dsa", seed=1), fp32])
+    assert notes == ["- dm IPC 10 (seed 0): 84.50 ± 0.10 with precision fp32, against 84.55 ± 0.05 under `dsa` "
+                     "(precision bf16), the same model seeds; per model the two differ by -0.20 to +0.10 points."], notes
+    assert _execution_twin_notes([fp32], [fp32, cell([1.0, 1.0], "dsa-77", epochs=10)]) == []  # no twin
+    assert _execution_twin_notes([bf16], [bf16, fp32]) == []  # a cell run the preset's way needs no note
+
+
 def test_benchmark_tables_name_cells_trained_under_earlier_values_of_their_protocol():
     """One table holds a preset's cells, and the preset's values can change between cells (as the soft
     preset's on alexnet did): the protocol line is the newest cell's, and a note names the cells

@@ -314,6 +314,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         if slow_cpu:
             notes.append(CPU_NOTE)
         notes += _older_protocol_notes(rows)
+        notes += _execution_twin_notes(rows, cells)
         if notes:
             lines += [*notes, ""]
         png = _plot(series, out.parent / "benchmarks" / f"accuracy_vs_ipc__{dataset}__{tag}__{labels}__{model}.png",
@@ -359,6 +360,48 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         lines.append("")
     atomic_write_text(out, "\n".join(lines))
     return out
+
+
+def _execution_twin_notes(rows: list[dict], cells: list[dict]) -> list[str]:
+    """For each of `rows` that differs from its preset only in how the arithmetic ran
+    (`EXECUTION_FIELDS`: fp32, say) and has a twin among `cells` run the preset's way (same dataset,
+    method config, IPC, seed and other protocol values), one line with both results side by side."""
+    from ..evaluation.protocol import EXECUTION_FIELDS, PRESETS, Protocol, for_set_size
+
+    defaults = Protocol().as_dict()
+
+    def values(c: dict) -> dict[str, Any]:
+        n = c["evaluation"].get("num_images")
+        v = {**defaults, **c["evaluation"]["protocol"]}
+        return for_set_size(v, n) if n else v
+
+    def text(accs: list[float]) -> str:
+        return f"{statistics.fmean(accs):.2f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.2f}"
+
+    notes = []
+    for r in sorted(rows, key=lambda r: (_label(r), r["ipc"], r["seed"])):
+        preset = r["protocol_tag"].split("-")[0]
+        if preset not in PRESETS:
+            continue
+        v = values(r)
+        ran = {k: v[k] for k in EXECUTION_FIELDS if k in v and v[k] != getattr(PRESETS[preset], k)}
+        if not ran:
+            continue
+        want = {**v, **{k: getattr(PRESETS[preset], k) for k in ran}}
+        twin = next((c for c in cells if c is not r and c["dataset"] == r["dataset"] and _label(c) == _label(r)
+                     and c["ipc"] == r["ipc"] and c["seed"] == r["seed"] and values(c) == want), None)
+        if twin is None:
+            continue
+        a, b = r["evaluation"]["per_model"], twin["evaluation"]["per_model"]
+        ran_text = ", ".join(_field_text(k, x) for k, x in sorted(ran.items()))
+        preset_text = ", ".join(_field_text(k, getattr(PRESETS[preset], k)) for k in sorted(ran))
+        line = (f"- {_label(r)} IPC {r['ipc']} (seed {r['seed']}): {text(a)} with {ran_text}, against {text(b)} "
+                f"under `{twin['protocol_tag']}` ({preset_text}), the same model seeds")
+        if len(a) == len(b):
+            d = [x - y for x, y in zip(a, b)]
+            line += f"; per model the two differ by {min(d):+.2f} to {max(d):+.2f} points"
+        notes.append(line + ".")
+    return notes
 
 
 def _schedule_line(label: str, rows: list[dict]) -> str:
@@ -458,14 +501,16 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
-    from ..evaluation.protocol import ARCHITECTURE_VALUES, PRESETS, Protocol, for_set_size
+    from ..evaluation.protocol import ARCHITECTURE_VALUES, EXECUTION_FIELDS, PRESETS, Protocol, for_set_size
 
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     own_values: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
+    execution: dict[tuple, dict[tuple[str, tuple], set[str]]] = defaultdict(lambda: defaultdict(set))
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     gpu_cells: dict[tuple, dict[str, set[str]]] = defaultdict(dict)
     idents: dict[tuple, dict[str, dict[str, tuple]]] = defaultdict(dict)
     defaults = Protocol().as_dict()
+    prepared = []
     for c in cells:
         p = c["evaluation"]["protocol"]
         # fields added to the protocol later are absent from older cells: read them at their defaults,
@@ -477,12 +522,25 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         # preset's table, with a note under it
         own = {k: v for k, v in ARCHITECTURE_VALUES.get((preset, p["model"]), {}).items()
                if values.get(k) == v and preset in PRESETS}
-        values = {**values, **{k: getattr(PRESETS[preset], k) for k in own}}
+        # how the arithmetic ran (`EXECUTION_FIELDS`: fp32 on a CPU without bf16 kernels, say) keeps
+        # a cell in the preset's table too, with a note under it
+        ran = {k: values[k] for k in EXECUTION_FIELDS
+               if preset in PRESETS and k in values and values[k] != getattr(PRESETS[preset], k)}
+        values = {**values, **{k: getattr(PRESETS[preset], k) for k in [*own, *ran]}}
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
+        prepared.append((key, c, own, ran))
+    # a cell run the preset's way stands for its method and architecture; another way only fills a gap
+    plain = {(key, _label(c), c["evaluation"]["protocol"]["model"]) for key, c, _, ran in prepared if not ran}
+    for key, c, own, ran in prepared:
+        p = c["evaluation"]["protocol"]
+        if ran and (key, _label(c), p["model"]) in plain:
+            continue
         if own:
             desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
             own_values[key][(p["model"], desc)].add(_label(c))
+        if ran:
+            execution[key][(p["model"], tuple(sorted(ran.items())))].add(_label(c))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
                                                             _teacher_id(c["teacher"]) if c.get("teacher") else None)
@@ -503,7 +561,8 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             continue
         lines += [f"## Cross-architecture: {dataset}, IPC {ipc}, protocol `{preset}`, {labels} labels", "",
                   "Each row's set is distilled once (with ConvNet-3) and evaluated on every architecture with the "
-                  "same protocol preset (an architecture's own values of the preset are noted under the table).", "",
+                  "same protocol preset (an architecture's own values of the preset, and a cell whose arithmetic ran "
+                  "otherwise, in fp32 say, are noted under the table).", "",
                   "| method | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
         for method in sorted(by_method, key=lambda m: (m != "random", m)):
             vals = []
@@ -517,11 +576,14 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
             if split:
                 lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
         for (model, desc), methods in sorted(own_values[key].items()):
-            names = sorted(methods)
-            names = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
-            lines += ["", f"- On {model}, {names} trained at the preset's values for {model} "
+            lines += ["", f"- On {model}, {_and(sorted(methods))} trained at the preset's values for {model} "
                       f"({desc}; `ARCHITECTURE_VALUES`, chosen on the validation split); "
                       "the rest of the table at the preset's own."]
+        for (model, ran_items), methods in sorted(execution[key].items()):
+            ran_text = ", ".join(_field_text(k, v) for k, v in ran_items)
+            preset_text = ", ".join(_field_text(k, getattr(PRESETS[preset], k)) for k, _ in ran_items)
+            lines += ["", f"- On {model}, {_and(sorted(methods))} ran with {ran_text} (how the arithmetic runs, "
+                      f"not what is trained: `EXECUTION_FIELDS`); the rest of the table with {preset_text}."]
         for gpu, where in sorted(gpu_cells[key].items()):
             lines += ["", _gpu_eval_line(gpu, where)]
         lines += ["", "Reproduce (the other columns; each evaluates the stored sets):", ""]
@@ -530,6 +592,11 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                   for (evs, ov), names in sorted(commands[key].items())]
         lines.append("")
     return lines
+
+
+def _and(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
 
 def _not_one_set(by_model: dict[str, tuple]) -> str:

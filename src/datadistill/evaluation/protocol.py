@@ -133,6 +133,16 @@ ARCHITECTURE_VALUES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Fields that choose how the arithmetic runs, not what is trained: bf16 autocast or fp32, compiled or
+# eager, the test-time batch. They are still part of a protocol (a cell run under another value is
+# another cell), but a cross-architecture table puts such cells beside the preset's and notes them:
+# a CPU without bf16 kernels trains in fp32 what an AMX CPU trains in bf16. The same stored dm IPC 10
+# set under the dsa preset (Fashion-MNIST, 5 models, the same model seeds): fp32 84.37 +- 0.28 on an
+# AVX2 AMD EPYC, bf16 84.38 +- 0.27 (CPU not recorded, most likely an AMX Xeon); per model -0.15 to
+# +0.09 points apart.
+EXECUTION_FIELDS = ("precision", "compile", "eval_batch_size")
+
+
 def get_protocol(name_or_protocol: str | Protocol, **overrides: Any) -> Protocol:
     """A preset (by name) or a Protocol, with `overrides`. A preset named here takes its
     `ARCHITECTURE_VALUES` for the model it ends up with, under the caller's own values."""
