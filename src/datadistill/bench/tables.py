@@ -362,18 +362,31 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     return out
 
 
+def _cell_protocol(c: dict[str, Any]) -> dict[str, Any]:
+    """A cell's protocol values: fields added to the protocol after the cell at their defaults, and
+    the batch fields as the batch they give the cell's set (an older cell has no `min_batches`)."""
+    from ..evaluation.protocol import Protocol, for_set_size
+
+    n = c["evaluation"].get("num_images")
+    values = {**Protocol().as_dict(), **c["evaluation"]["protocol"]}
+    return for_set_size(values, n) if n else values
+
+
+def _ran_otherwise(preset: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The `EXECUTION_FIELDS` (how the arithmetic ran) in which protocol `values` differ from the
+    preset named `preset` ({} for a name that is not a preset)."""
+    from ..evaluation.protocol import EXECUTION_FIELDS, PRESETS
+
+    if preset not in PRESETS:
+        return {}
+    return {k: values[k] for k in EXECUTION_FIELDS if k in values and values[k] != getattr(PRESETS[preset], k)}
+
+
 def _execution_twin_notes(rows: list[dict], cells: list[dict]) -> list[str]:
     """For each of `rows` that differs from its preset only in how the arithmetic ran
     (`EXECUTION_FIELDS`: fp32, say) and has a twin among `cells` run the preset's way (same dataset,
     method config, IPC, seed and other protocol values), one line with both results side by side."""
-    from ..evaluation.protocol import EXECUTION_FIELDS, PRESETS, Protocol, for_set_size
-
-    defaults = Protocol().as_dict()
-
-    def values(c: dict) -> dict[str, Any]:
-        n = c["evaluation"].get("num_images")
-        v = {**defaults, **c["evaluation"]["protocol"]}
-        return for_set_size(v, n) if n else v
+    from ..evaluation.protocol import PRESETS
 
     def text(accs: list[float]) -> str:
         return f"{statistics.fmean(accs):.2f} ± {statistics.pstdev(accs) if len(accs) > 1 else 0:.2f}"
@@ -381,15 +394,13 @@ def _execution_twin_notes(rows: list[dict], cells: list[dict]) -> list[str]:
     notes = []
     for r in sorted(rows, key=lambda r: (_label(r), r["ipc"], r["seed"])):
         preset = r["protocol_tag"].split("-")[0]
-        if preset not in PRESETS:
-            continue
-        v = values(r)
-        ran = {k: v[k] for k in EXECUTION_FIELDS if k in v and v[k] != getattr(PRESETS[preset], k)}
+        values = _cell_protocol(r)
+        ran = _ran_otherwise(preset, values)
         if not ran:
             continue
-        want = {**v, **{k: getattr(PRESETS[preset], k) for k in ran}}
+        want = {**values, **{k: getattr(PRESETS[preset], k) for k in ran}}
         twin = next((c for c in cells if c is not r and c["dataset"] == r["dataset"] and _label(c) == _label(r)
-                     and c["ipc"] == r["ipc"] and c["seed"] == r["seed"] and values(c) == want), None)
+                     and c["ipc"] == r["ipc"] and c["seed"] == r["seed"] and _cell_protocol(c) == want), None)
         if twin is None:
             continue
         a, b = r["evaluation"]["per_model"], twin["evaluation"]["per_model"]
@@ -501,7 +512,7 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _cross_architecture(cells: list[dict]) -> list[str]:
     """One table per (dataset, protocol preset, labels, IPC) where sets were evaluated on several
     architectures: rows are methods, columns architectures (the same stored set in every column)."""
-    from ..evaluation.protocol import ARCHITECTURE_VALUES, EXECUTION_FIELDS, PRESETS, Protocol, for_set_size
+    from ..evaluation.protocol import ARCHITECTURE_VALUES, PRESETS
 
     groups: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     own_values: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -509,14 +520,10 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     commands: dict[tuple, dict[tuple[str, str], set[str]]] = defaultdict(dict)
     gpu_cells: dict[tuple, dict[str, set[str]]] = defaultdict(dict)
     idents: dict[tuple, dict[str, dict[str, tuple]]] = defaultdict(dict)
-    defaults = Protocol().as_dict()
     prepared = []
     for c in cells:
         p = c["evaluation"]["protocol"]
-        # fields added to the protocol later are absent from older cells: read them at their defaults,
-        # and the batch fields as the batch they give this set (an older cell has no `min_batches`)
-        n = c["evaluation"].get("num_images")
-        values = for_set_size({**defaults, **p}, n) if n else {**defaults, **p}
+        values = _cell_protocol(c)
         preset = c["protocol_tag"].split("-")[0]
         # a preset's own values for this architecture (`ARCHITECTURE_VALUES`) keep its cells in the
         # preset's table, with a note under it
@@ -524,8 +531,7 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                if values.get(k) == v and preset in PRESETS}
         # how the arithmetic ran (`EXECUTION_FIELDS`: fp32 on a CPU without bf16 kernels, say) keeps
         # a cell in the preset's table too, with a note under it
-        ran = {k: values[k] for k in EXECUTION_FIELDS
-               if preset in PRESETS and k in values and values[k] != getattr(PRESETS[preset], k)}
+        ran = _ran_otherwise(preset, values)
         values = {**values, **{k: getattr(PRESETS[preset], k) for k in [*own, *ran]}}
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
