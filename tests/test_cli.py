@@ -619,6 +619,12 @@ def test_cross_architecture_table_takes_an_fp32_cell_into_the_preset_s_table_wit
              cell("resnet18", [60.0, 62.0])]
     text = "\n".join(_cross_architecture(cells))
     assert "| rded | 71.0 ± 1.0 | 61.0 ± 1.0 |" in text and "precision fp32" not in text, text
+    # two ways of running one architecture's cell: one fills the gap, never both pooled
+    cells = [cell("convnet", [70.0, 72.0]), cell("resnet18", [60.0, 62.0], precision="fp32"),
+             cell("resnet18", [10.0, 10.0, 10.0], precision="fp32", compile=False)]
+    text = "\n".join(_cross_architecture(cells))
+    assert "| rded | 71.0 ± 1.0 | 10.0 ± 0.0 |" in text and "ran with compile False, precision fp32 (how" in text, text
+    assert "- On resnet18, rded ran with precision fp32 (how" not in text, text
     # a field that changes what is trained still makes another protocol
     text = "\n".join(_cross_architecture([cell("convnet", [70.0, 72.0]), cell("resnet18", [60.0, 62.0], epochs=10)]))
     assert "## Cross-architecture" not in text, text

@@ -536,11 +536,18 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
         prepared.append((key, c, own, ran))
-    # a cell run the preset's way stands for its method and architecture; another way only fills a gap
-    plain = {(key, _label(c), c["evaluation"]["protocol"]["model"]) for key, c, _, ran in prepared if not ran}
+    # a cell run the preset's way stands for its method and architecture; another way only fills a
+    # gap, and then one way only (the one with the most models, ties by name), never two pooled: its
+    # cells pool over seeds like the preset's
+    ways: dict[tuple, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
+    for key, c, _, ran in prepared:
+        ways[(key, _label(c), c["evaluation"]["protocol"]["model"])][tuple(sorted(ran.items()))] += \
+            len(c["evaluation"]["per_model"])
+    chosen = {slot: () if () in by_way else min(by_way, key=lambda w: (-by_way[w], repr(w)))
+              for slot, by_way in ways.items()}
     for key, c, own, ran in prepared:
         p = c["evaluation"]["protocol"]
-        if ran and (key, _label(c), p["model"]) in plain:
+        if tuple(sorted(ran.items())) != chosen[(key, _label(c), p["model"])]:
             continue
         if own:
             desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
