@@ -50,6 +50,89 @@ def test_evaluation_resumes_model_by_model(tiny_real):
         evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=records * 2, **opts)
 
 
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer,soft,dsa", [("sgd", False, True), ("adamw", True, False)])
+def test_fit_resumes_from_its_checkpoint_bit_for_bit(tiny_real, tmp_path, optimizer, soft, dsa):
+    """A run killed after epoch 3 of 6 resumes from its checkpoint (weights, optimiser, generator)
+    and ends with the weights of an uninterrupted run, bit for bit; the checkpoint stays for the
+    caller, and a checkpoint of another run is refused with a one-line error."""
+    from datadistill.augment import DSAConfig
+    from datadistill.evaluation.train import FitCheckpoint
+    from datadistill.models import get_model
+
+    x, y = tiny_real.train.x[:40], tiny_real.train.y[:40]
+    if soft:
+        y = torch.softmax(torch.randn(len(y), tiny_real.num_classes, generator=torch.Generator().manual_seed(1)), 1)
+
+    def run(checkpoint=None, kill_after=None, epochs=6):
+        torch.manual_seed(0)
+        model = get_model("convnet", channels=tiny_real.channels, num_classes=tiny_real.num_classes,
+                          image_size=tiny_real.image_shape[1:], width=8)
+
+        def on_epoch(e, _loss):
+            if kill_after is not None and e + 1 == kill_after:
+                raise _Killed
+
+        r = fit(model, x, y, epochs=epochs, lr=0.01, generator=torch.Generator().manual_seed(3), batch_size=16,
+                optimizer=optimizer, schedule="cosine" if soft else "step", dsa=DSAConfig() if dsa else None,
+                precision="fp32", compile=False, temperature=4.0, on_epoch=on_epoch, checkpoint=checkpoint)
+        return model, r
+
+    whole, r_whole = run()
+    ck = FitCheckpoint(tmp_path / "m.ckpt", every_s=0)  # every epoch
+    with pytest.raises(_Killed):
+        run(ck, kill_after=3)
+    assert ck.path.is_file()
+    resumed, r = run(ck)
+    assert r.resumed_at == 3 and r.earlier_s > 0 and r.steps == r_whole.steps
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert ck.path.is_file()  # the caller removes it
+    again, r = run(ck)  # a finished run's checkpoint: nothing left to train
+    assert r.resumed_at == 6 and all(torch.equal(a, b) for a, b in zip(whole.parameters(), again.parameters()))
+    with pytest.raises(ConfigError, match="another training run .*epochs") as err:
+        run(ck, epochs=7)
+    assert "\n" not in str(err.value)
+    ck.path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a training checkpoint"):
+        run(ck)
+
+
+def test_evaluation_resumes_inside_a_model_from_its_checkpoint(tiny_real, tmp_path, monkeypatch):
+    """An evaluation killed in the middle of its second model resumes that model at its last written
+    epoch (not from the start) and gives the uninterrupted result; each model's checkpoint goes once
+    its record is kept."""
+    import importlib
+
+    ev = importlib.import_module("datadistill.evaluation.evaluate")
+    opts = dict(FAST, num_models=2, epochs=8)
+    full = evaluate(real_subset(tiny_real), tiny_real, "dsa", **opts)
+    original, records = ev.FitCheckpoint, []
+    monkeypatch.setattr(ev, "FitCheckpoint", lambda path: original(path, every_s=0))
+    epochs_run = []
+
+    def progress(done, total):
+        epochs_run.append(done)
+        if done == 8 + 5 and len(records) == 1 and not resumed_once:
+            raise _Killed
+
+    resumed_once = False
+    with pytest.raises(_Killed):
+        evaluate(real_subset(tiny_real), tiny_real, "dsa", on_model=records.append, progress=progress,
+                 checkpoints=tmp_path / "cell", **opts)
+    assert len(records) == 1 and not (tmp_path / "cell.model0.ckpt").exists()
+    assert (tmp_path / "cell.model1.ckpt").is_file()
+    resumed_once, epochs_run[:] = True, []
+    r = evaluate(real_subset(tiny_real), tiny_real, "dsa", finished=list(records), on_model=records.append,
+                 progress=progress, checkpoints=tmp_path / "cell", **opts)
+    assert r.per_model == full.per_model and r.per_class == full.per_class
+    assert [e for e in epochs_run if e > 8] == [14, 15, 16]  # epochs 6-8 of the second model only
+    assert records[1]["resumed_at_epoch"] == 5 and not list(tmp_path.glob("*.ckpt"))
+
+
 def test_evaluation_says_where_it_ran_and_rejects_bad_devices(tiny_real):
     """`device` picks where the models train; the result (and each model's record, with its CPU)
     names it. A resumed evaluation whose first models ran elsewhere names both. Bad devices are

@@ -52,7 +52,8 @@ def cached_evaluation(path: Path | None, evaluate: Callable[..., Any]) -> dict[s
     EvalResult) that also resumes model by model: each model's record is kept, atomically, in
     `<path stem>.partial.json` as it ends, so a run killed mid-evaluation trains only the models it
     had not finished (every model is seeded by its index: the result is the one an uninterrupted
-    run gives). The partial file goes once the whole result is written."""
+    run gives), and inside a model from its checkpoint (`<path stem>.model<i>.ckpt`, written every
+    few minutes; `train_eval_models`). The partial file goes once the whole result is written."""
     if path is None:
         return evaluate().as_dict()
     partial = path.with_name(path.stem + ".partial.json")
@@ -64,7 +65,7 @@ def cached_evaluation(path: Path | None, evaluate: Callable[..., Any]) -> dict[s
             done.append(record)
             atomic_write_json(partial, done)
 
-        return evaluate(finished=list(done), on_model=keep).as_dict()
+        return evaluate(finished=list(done), on_model=keep, checkpoints=path.with_name(path.stem)).as_dict()
 
     out = cached_json(path, compute)
     partial.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -17,7 +18,7 @@ from ..errors import ConfigError
 from ..models import get_model
 from ..synthetic import SyntheticSet
 from .protocol import Protocol, get_protocol
-from .train import accuracy, check_memory_format, fit
+from .train import FitCheckpoint, accuracy, check_memory_format, fit
 
 
 @dataclass
@@ -63,6 +64,7 @@ def train_eval_models(
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
     device: str | torch.device | None = None, memory_format: str = "contiguous", fused_optimizer: bool = True,
+    checkpoints: str | Path | None = None,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
@@ -74,7 +76,12 @@ def train_eval_models(
     models 0, 1, ... of an earlier, interrupted run with the same inputs; those are not trained again.
     `memory_format` ('contiguous' or 'channels_last'): the layout the models train in (`fit`), an
     implementation choice like the device: only the rounding differs; so is `fused_optimizer` (the
-    optimiser's fused kernel, `fit`'s default, or its per-tensor loop). Each record names both."""
+    optimiser's fused kernel, `fit`'s default, or its per-tensor loop). Each record names both.
+
+    `checkpoints`: a path prefix; model i keeps its training state in `<prefix>.model<i>.ckpt`
+    (`FitCheckpoint`, written every few minutes), so a run killed in the middle of a model resumes
+    at its last written epoch and ends as an uninterrupted run would; the file goes once `on_model`
+    has the model's record (or, without `on_model`, once the model is tested)."""
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
@@ -114,24 +121,31 @@ def train_eval_models(
         if progress is not None:
             base = i * protocol.epochs
             on_epoch = lambda e, _loss, base=base: progress(base + e + 1, protocol.num_models * protocol.epochs)
-        fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
+        fitted = fit(model, x, y, epochs=protocol.epochs, lr=lr if lr is not None else protocol.lr, generator=g,
             momentum=protocol.momentum, weight_decay=protocol.weight_decay, batch_size=protocol.batch_for(len(x)),
             decay_at=protocol.decay_at, dsa=dsa, precision=protocol.precision, compile=protocol.compile,
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
             optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets,
-            memory_format=memory_format, fused_optimizer=fused_optimizer)
+            memory_format=memory_format, fused_optimizer=fused_optimizer,
+            checkpoint=FitCheckpoint(Path(f"{checkpoints}.model{i}.ckpt")) if checkpoints is not None else None)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
         t2 = time.perf_counter()
+        train_s = t1 - t0 + fitted.earlier_s  # a model resumed from its checkpoint: its earlier training too
         t_test += t2 - t1
-        t_train += t1 - t0
+        t_train += train_s
         accs.append(100 * acc)
         per_class.append([100 * a for a in pc])
         if on_model is not None:  # "machine": a resumed evaluation's models may have trained on several CPUs
-            on_model({"accuracy": accs[-1], "per_class": per_class[-1], "train_s": t1 - t0, "test_s": t2 - t1,
+            record = {"accuracy": accs[-1], "per_class": per_class[-1], "train_s": train_s, "test_s": t2 - t1,
                       "device": device_name(dev), "memory_format": memory_format,
-                      "optimizer_kernel": "fused" if fused_optimizer else "loop", "machine": where})
+                      "optimizer_kernel": "fused" if fused_optimizer else "loop", "machine": where}
+            if fitted.resumed_at:
+                record["resumed_at_epoch"] = fitted.resumed_at
+            on_model(record)
+        if checkpoints is not None:
+            Path(f"{checkpoints}.model{i}.ckpt").unlink(missing_ok=True)
     return accs, per_class, t_train, t_test
 
 
@@ -148,6 +162,7 @@ def evaluate(
     device: str | torch.device | None = None,
     memory_format: str = "contiguous",
     fused_optimizer: bool = True,
+    checkpoints: str | Path | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -163,7 +178,8 @@ def evaluate(
     arithmetic's rounding differs between devices: every random draw (initialisation, shuffling,
     augmentation) is made on the CPU. `memory_format` ('contiguous' or 'channels_last'): the layout
     the models train in (`fit`), and `fused_optimizer` (the optimiser's fused kernel, or its loop):
-    likewise only the rounding differs.
+    likewise only the rounding differs. `checkpoints`: a path prefix for each model's training
+    state, so a killed evaluation resumes inside a model too (`train_eval_models`).
     """
     protocol = get_protocol(protocol, **overrides)
     dev = check_device(device) if device is not None else real.device
@@ -212,7 +228,8 @@ def evaluate(
                                                          batches=batches, targets=targets,
                                                          finished=finished, on_model=on_model, device=dev,
                                                          memory_format=memory_format,
-                                                         fused_optimizer=fused_optimizer)
+                                                         fused_optimizer=fused_optimizer,
+                                                         checkpoints=checkpoints)
     here = [rec.get("device", "cpu") for rec in finished] + [device_name(dev)] * (len(accs) - len(finished))
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(

@@ -23,8 +23,10 @@ Distillation inner loops (`dc`), coreset feature networks and teachers keep the 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .._runtime import warn_if_slow_bf16
+from .._io import atomic_write_with
 from ..augment import DSAConfig, augment
 from ..errors import ConfigError
 
@@ -95,6 +98,55 @@ def _weighted_step(model, params, buffers, x, y, w, precision, temperature):
 class FitResult:
     final_loss: float
     steps: int
+    resumed_at: int = 0  # the epoch a checkpoint resumed the run at (0: from the start)
+    earlier_s: float = 0.0  # seconds the run had trained before it was resumed
+
+
+@dataclass(frozen=True)
+class FitCheckpoint:
+    """Where `fit` keeps its state between epochs, so that a run killed mid-training resumes at the
+    epoch it last wrote and ends with the weights an uninterrupted run gives: the weights and
+    buffers, the optimiser's state and the generator's (every shuffle and augmentation draw comes
+    from it), with the epoch, step count and training seconds so far. Written atomically at the end
+    of an epoch once `every_s` seconds have passed since the last write, and after the last epoch;
+    `fit` resumes from the file when it exists (one of another run is refused) and never removes
+    it: the caller does, once it has kept what it trained."""
+    path: Path
+    every_s: float = 300.0
+
+
+def _run_fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **settings: Any) -> dict[str, Any]:
+    """What a checkpoint must match to resume a run: the settings, the model and the data."""
+    return {**{k: (repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
+               for k, v in settings.items()},
+            "model": repr(model), "parameters": sum(p.numel() for p in model.parameters()),
+            "data": [len(x), float(x.detach().double().sum()), float(y.detach().double().sum())]}
+
+
+def _resume(checkpoint: FitCheckpoint, run: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+            generator: torch.Generator) -> tuple[int, int, float, float]:
+    """Load `checkpoint` into model, optimiser and generator: (epoch, steps, loss, seconds so far)."""
+    try:
+        state = torch.load(checkpoint.path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated file cannot be one: writes are atomic
+        raise ConfigError(f"{checkpoint.path}: not a training checkpoint ({e}); remove it to train afresh") from e
+    if state.get("run") != run:
+        theirs = state.get("run") or {}
+        differ = sorted(k for k in set(run) | set(theirs) if run.get(k) != theirs.get(k))
+        raise ConfigError(f"{checkpoint.path}: a checkpoint of another training run (differs in "
+                          f"{', '.join(differ)}); remove it to train afresh")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return int(state["epoch"]), int(state["steps"]), float(state["loss"]), float(state["elapsed_s"])
+
+
+def _save(checkpoint: FitCheckpoint, run: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+          generator: torch.Generator, epoch: int, steps: int, loss: float, elapsed_s: float) -> None:
+    model_state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state = {"run": run, "epoch": epoch, "steps": steps, "loss": loss, "elapsed_s": elapsed_s,
+             "model": model_state, "optimizer": opt.state_dict(), "generator": generator.get_state()}
+    atomic_write_with(Path(checkpoint.path), lambda tmp: torch.save(state, tmp))
 
 
 def fit(
@@ -122,6 +174,7 @@ def fit(
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     memory_format: str = "contiguous",
     fused_optimizer: bool = True,
+    checkpoint: FitCheckpoint | None = None,
 ) -> FitResult:
     """Train `model` in place on (x, y): shuffled mini-batches (last one partial, as a DataLoader
     without drop_last). `y` is (N,) int64 or (N, K) soft targets. `dsa` augments each batch with
@@ -142,7 +195,9 @@ def fit(
     handed back contiguous either way.
 
     `fused_optimizer`: the optimiser's fused kernel (one pass per parameter tensor) in place of its
-    per-tensor loop of elementwise ops; the same update, only the rounding differs (last bits)."""
+    per-tensor loop of elementwise ops; the same update, only the rounding differs (last bits).
+
+    `checkpoint` (`FitCheckpoint`): keep the run's state there between epochs and resume from it."""
     model.train()
     fmt = check_memory_format(memory_format)
     if fmt == "channels_last":
@@ -167,13 +222,22 @@ def fit(
     decay_epoch = int(epochs * decay_at) if decay_at and schedule == "step" else None
     loss_val = math.nan
     steps = 0
+    first_epoch, earlier_s, run = 0, 0.0, None
+    if checkpoint is not None:
+        run = _run_fingerprint(model, x, y, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               batch_size=batch_size, decay_at=decay_at, dsa=dsa, precision=precision,
+                               temperature=temperature, optimizer=optimizer, schedule=schedule, nesterov=nesterov,
+                               weighted=sample_weights is not None, fused=fused)
+        if Path(checkpoint.path).is_file():
+            first_epoch, steps, loss_val, earlier_s = _resume(checkpoint, run, model, opt, generator)
+    t0 = last_write = time.perf_counter()
 
     def slices(epoch: int, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
 
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         if epoch == decay_epoch:
             for group in opt.param_groups:
                 group["lr"] = lr * 0.1
@@ -198,11 +262,15 @@ def fit(
             opt.step()
             steps += 1
         loss_val = float(loss.detach())
+        if checkpoint is not None and (epoch + 1 == epochs or time.perf_counter() - last_write >= checkpoint.every_s):
+            _save(checkpoint, run, model, opt, generator, epoch + 1, steps, loss_val,
+                  earlier_s + time.perf_counter() - t0)
+            last_write = time.perf_counter()
         if on_epoch is not None:
             on_epoch(epoch, loss_val)
     if fmt == "channels_last":
         model.to(memory_format=torch.contiguous_format)
-    return FitResult(final_loss=loss_val, steps=steps)
+    return FitResult(final_loss=loss_val, steps=steps, resumed_at=first_epoch, earlier_s=earlier_s)
 
 
 @torch.no_grad()
