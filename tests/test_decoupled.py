@@ -64,6 +64,30 @@ def test_teacher_cache_second_call_does_not_retrain(real, teacher, teacher_dir, 
         get_teacher(real, other, cache_dir=teacher_dir)
 
 
+def test_a_killed_teacher_training_resumes_from_its_checkpoint(real, teacher, tmp_path, monkeypatch):
+    """A teacher killed after epoch 5 of 8 resumes from the checkpoint in its cache directory and
+    ends with the weights of an uninterrupted training; the checkpoint goes once the teacher is kept."""
+    import datadistill.evaluation.train as train
+
+    original = train.FitCheckpoint
+    monkeypatch.setattr(train, "FitCheckpoint", lambda path: original(path, every_s=0))
+
+    class Killed(Exception):
+        pass
+
+    def progress(done, total):
+        if done == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        get_teacher(real, TINY_TEACHER, cache_dir=tmp_path, progress=progress)
+    [ckpt] = tmp_path.glob("*/train.ckpt")
+    epochs = []
+    resumed = get_teacher(real, TINY_TEACHER, cache_dir=tmp_path, progress=lambda d, t: epochs.append(d))
+    assert epochs == [6, 7, 8] and not ckpt.exists()
+    assert resumed.info["weights_digest"] == teacher.info["weights_digest"]
+
+
 def test_teacher_from_another_dataset_is_refused(real, teacher):
     from conftest import make_tiny_real
 

@@ -144,10 +144,11 @@ def build_teacher_model(real: RealData, recipe: TeacherRecipe) -> nn.Module:
 
 
 def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
-                  progress: Callable[[int, int], None] | None = None) -> Teacher:
-    """Train a teacher on all of `real.train`; test it on the validation and test splits."""
+                  progress: Callable[[int, int], None] | None = None, checkpoint: str | Path | None = None) -> Teacher:
+    """Train a teacher on all of `real.train`; test it on the validation and test splits.
+    `checkpoint`: a file for the training state, so a killed run resumes there (`FitCheckpoint`)."""
     from .evaluation.evaluate import digits_like
-    from .evaluation.train import accuracy, fit
+    from .evaluation.train import FitCheckpoint, accuracy, fit
 
     model = build_teacher_model(real, recipe)
     x, y = real.train.x, real.train.y
@@ -162,11 +163,12 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
     g = torch.Generator().manual_seed(recipe.seed)
     on_epoch = (lambda e, _loss: progress(e + 1, recipe.epochs)) if progress is not None else None
     t0 = time.perf_counter()
-    fit(model, x, target, epochs=recipe.epochs, lr=recipe.lr, generator=g, momentum=recipe.momentum,
+    fitted = fit(model, x, target, epochs=recipe.epochs, lr=recipe.lr, generator=g, momentum=recipe.momentum,
         weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa, precision=recipe.precision,
         compile=recipe.compile, schedule="cosine", nesterov=True, on_epoch=on_epoch,
-        fused_optimizer=False)  # the loop that trained the cached teachers (see fit)
-    train_s = time.perf_counter() - t0
+        fused_optimizer=False,  # the loop that trained the cached teachers (see fit)
+        checkpoint=FitCheckpoint(Path(checkpoint)) if checkpoint is not None else None)
+    train_s = time.perf_counter() - t0 + fitted.earlier_s
     info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
                             "n_train": len(x)}
     for split in ("val", "test"):
@@ -185,13 +187,15 @@ def get_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *, cach
     d = Path(cache_dir) / f"teacher-{real.name}-{key}" if cache_dir is not None else None
     if d is not None and (d / WEIGHTS_FILE).is_file() and (d / INFO_FILE).is_file():
         return load_teacher(d, real)
-    teacher = train_teacher(real, recipe, progress=progress)
+    # a killed training resumes from its checkpoint in the cache directory
+    teacher = train_teacher(real, recipe, progress=progress, checkpoint=d / "train.ckpt" if d is not None else None)
     if d is not None:
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in teacher.model.state_dict().items()}
         atomic_write_with(d / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
         teacher.info["path"] = str(d)
         atomic_write_json(d / INFO_FILE, {**teacher.info, "recipe": recipe.as_dict()})
+        (d / "train.ckpt").unlink(missing_ok=True)
     return teacher
 
 
