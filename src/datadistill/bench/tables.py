@@ -535,25 +535,25 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         values = {**values, **{k: getattr(PRESETS[preset], k) for k in [*own, *ran]}}
         other = {k: v for k, v in values.items() if k not in ("model", "model_kwargs")}
         key = (c["dataset"], preset, c["labels"], c["ipc"], json.dumps(other, sort_keys=True))
-        prepared.append((key, c, own, ran))
+        # the cell's slot (table, method, architecture) and how its arithmetic ran
+        prepared.append((key, (key, _label(c), p["model"]), c, own, tuple(sorted(ran.items()))))
     # a cell run the preset's way stands for its method and architecture; another way only fills a
     # gap, and then one way only (the one with the most models, ties by name), never two pooled: its
     # cells pool over seeds like the preset's
     ways: dict[tuple, dict[tuple, int]] = defaultdict(lambda: defaultdict(int))
-    for key, c, _, ran in prepared:
-        ways[(key, _label(c), c["evaluation"]["protocol"]["model"])][tuple(sorted(ran.items()))] += \
-            len(c["evaluation"]["per_model"])
+    for _, slot, c, _, way in prepared:
+        ways[slot][way] += len(c["evaluation"]["per_model"])
     chosen = {slot: () if () in by_way else min(by_way, key=lambda w: (-by_way[w], repr(w)))
               for slot, by_way in ways.items()}
-    for key, c, own, ran in prepared:
+    for key, slot, c, own, way in prepared:
         p = c["evaluation"]["protocol"]
-        if tuple(sorted(ran.items())) != chosen[(key, _label(c), p["model"])]:
+        if way != chosen[slot]:
             continue
         if own:
             desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
             own_values[key][(p["model"], desc)].add(_label(c))
-        if ran:
-            execution[key][(p["model"], tuple(sorted(ran.items())))].add(_label(c))
+        if way:
+            execution[key][(p["model"], way)].add(_label(c))
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
                                                             _teacher_id(c["teacher"]) if c.get("teacher") else None)

@@ -116,6 +116,7 @@ def train_eval_models(
                               image_size=real.image_shape[1:], **protocol.model_options)
         model.to(dev)
         g = torch.Generator().manual_seed(seed)
+        ckpt = Path(f"{checkpoints}.model{i}.ckpt") if checkpoints is not None else None
         t0 = time.perf_counter()
         on_epoch = None
         if progress is not None:
@@ -127,7 +128,7 @@ def train_eval_models(
             temperature=protocol.temperature, sample_weights=sample_weights, on_epoch=on_epoch,
             optimizer=protocol.optimizer, schedule=protocol.schedule, batches=batches, targets=targets,
             memory_format=memory_format, fused_optimizer=fused_optimizer,
-            checkpoint=FitCheckpoint(Path(f"{checkpoints}.model{i}.ckpt")) if checkpoints is not None else None)
+            checkpoint=FitCheckpoint(ckpt) if ckpt is not None else None)
         t1 = time.perf_counter()
         acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
@@ -144,8 +145,8 @@ def train_eval_models(
             if fitted.resumed_at:
                 record["resumed_at_epoch"] = fitted.resumed_at
             on_model(record)
-        if checkpoints is not None:
-            Path(f"{checkpoints}.model{i}.ckpt").unlink(missing_ok=True)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
     return accs, per_class, t_train, t_test
 
 

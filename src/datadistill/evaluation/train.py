@@ -120,7 +120,7 @@ def _run_fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **setti
     return {**{k: (repr(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
                for k, v in settings.items()},
             "model": repr(model), "parameters": sum(p.numel() for p in model.parameters()),
-            "data": [len(x), float(x.detach().double().sum()), float(y.detach().double().sum())]}
+            "data": [len(x), float(x.detach().sum(dtype=torch.float64)), float(y.detach().sum(dtype=torch.float64))]}
 
 
 def _resume(checkpoint: FitCheckpoint, run: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
