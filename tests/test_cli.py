@@ -173,7 +173,9 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     for recorded, marked in ((None, False), (amd, True)):  # None: a kept set made by older code
         for c in cells:  # (whatever CPU runs this test)
             mark = recorded if c == cells[1] else None
-            c.write_text(json.dumps({**json.loads(stored[c]), "distill_machine": mark, "machine": amd}))
+            # the cell written on another machine (16 threads, a GPU host say) than the set: the
+            # mark is the set's CPU alone, "(AMD EPYC)", not "(AMD EPYC, 16 threads)"
+            c.write_text(json.dumps({**json.loads(stored[c]), "distill_machine": mark, "machine": {**amd, "threads": 16}}))
         assert run([*argv, "--report-only"], capsys)[0] == 0
         text = md.read_text()
         assert (text.count("(AMD EPYC)") == 1) == marked and ("which has no AMX" in text) == marked
@@ -193,6 +195,11 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     text = md.read_text()
     assert code == 0 and f"Evaluated on the NVIDIA H200 (`--device cuda`): {row['method']} IPC {row['ipc']}" in text
     assert "its evaluation ran on the CPU" not in text
+    # ... partly (a resumed evaluation: some models on the CPU, the rest on the GPU): the note says which
+    row["evaluation"]["device"] = "cpu + cuda (NVIDIA H200)"
+    cells[0].write_text(json.dumps(row))
+    assert run([*argv, "--report-only"], capsys)[0] == 0
+    assert f"NVIDIA H200 (`--device cuda`): {row['method']} IPC {row['ipc']} (own evaluation: partly)." in md.read_text()
 
 
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):

@@ -183,20 +183,33 @@ def _device_label(device: str) -> str:
     return device[len("cuda ("):-1] if device.startswith("cuda (") and device.endswith(")") else device
 
 
-def _eval_devices(cell: dict[str, Any]) -> set[str]:
+_TRACK_PARTS = {"random_soft": "random subset, same soft labels", "hard_same_images": "same images, hard labels",
+                "hard_random": "random subset, hard labels"}
+
+
+def _eval_devices(cell: dict[str, Any]) -> dict[str, str]:
     """The GPUs (by name) that trained any of a cell's evaluations (`bench --device cuda`): its own
-    and, for a soft-label cell, its track's. Empty when all ran on the CPU."""
-    evals = [cell["evaluation"], *(v for v in (cell.get("soft_track") or {}).values()
-                                   if isinstance(v, dict) and "per_model" in v)]
-    return {_device_label(part) for e in evals for part in e.get("device", "cpu").split(" + ")} - {"cpu"}
+    and, for a soft-label cell, its track's. Empty when all ran on the CPU. Each GPU maps to what
+    ran there: '' when every evaluation of the cell ran there alone, else the evaluations that did
+    (a resumed evaluation can hold models from the CPU and the GPU: 'partly')."""
+    own = "soft labels" if cell["evaluation"].get("labels") == "soft" else "own evaluation"
+    evals = [(own, cell["evaluation"]), *((_TRACK_PARTS.get(k, k), v) for k, v in (cell.get("soft_track") or {}).items()
+                                          if isinstance(v, dict) and "per_model" in v)]
+    where: dict[str, list[str]] = defaultdict(list)
+    for what, e in evals:
+        parts = {_device_label(part) for part in e.get("device", "cpu").split(" + ")}
+        for gpu in parts - {"cpu"}:
+            where[gpu].append(what + (": partly" if len(parts) > 1 else ""))
+    return {gpu: "" if len(done) == len(evals) and not any(d.endswith("partly") for d in done)
+            else f" ({'; '.join(done)})" for gpu, done in where.items()}
 
 
 def _gpu_eval_note(rows: list[dict]) -> list[str]:
-    """A note naming the cells evaluated on a GPU, if any."""
+    """A note naming the cells evaluated on a GPU, if any (and which of their evaluations, when not all)."""
     where: dict[str, set[str]] = defaultdict(set)
     for r in rows:
-        for gpu in _eval_devices(r):
-            where[gpu].add(f"{_label(r)} IPC {r['ipc']}")
+        for gpu, which in _eval_devices(r).items():
+            where[gpu].add(f"{_label(r)} IPC {r['ipc']}{which}")
     return [_gpu_eval_line(gpu, cells) for gpu, cells in sorted(where.items())]
 
 
@@ -267,7 +280,9 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     n_seeds = len({r["seed"] for r in sel})
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
                     t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
-                    threads = {r.get("machine", {}).get("threads") for r in sel} - {None}
+                    # the threads the distill time was measured with (the set's own record; older
+                    # cells: the machine that wrote the cell, where the set was distilled)
+                    threads = {(r.get("distill_machine") or r.get("machine") or {}).get("threads") for r in sel} - {None}
                     gpus = {_device_label(r.get("distill_device", "cpu")) for r in sel} - {"cpu"}
                     cpus = {c for r in sel if (c := _cpu_without_amx(r))}
                     if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
@@ -557,8 +572,8 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         groups[key][_label(c)].setdefault(p["model"], []).extend(c["evaluation"]["per_model"])
         idents[key].setdefault(_label(c), {})[p["model"]] = (c.get("set_digest"),
                                                             _teacher_id(c["teacher"]) if c.get("teacher") else None)
-        for gpu in _eval_devices(c):
-            gpu_cells[key].setdefault(gpu, set()).add(f"{_label(c)} on {p['model']}")
+        for gpu, which in _eval_devices(c).items():
+            gpu_cells[key].setdefault(gpu, set()).add(f"{_label(c)} on {p['model']}{which}")
         if p["model"] != "convnet":  # the convnet column's commands are under the main tables
             ov = " ".join(f"--set {c['method']}.{k}={v}" for k, v in sorted((c.get("method_overrides") or {}).items()))
             evs = " ".join(f"--eval-set {o}" for o in c.get("protocol_overrides", []))
