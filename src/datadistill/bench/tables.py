@@ -196,12 +196,14 @@ def _eval_devices(cell: dict[str, Any]) -> dict[str, str]:
     evals = [(own, cell["evaluation"]), *((_TRACK_PARTS.get(k, k), v) for k, v in (cell.get("soft_track") or {}).items()
                                           if isinstance(v, dict) and "per_model" in v)]
     where: dict[str, list[str]] = defaultdict(list)
+    whole: dict[str, bool] = defaultdict(lambda: True)  # every evaluation ran on that GPU alone
     for what, e in evals:
         parts = {_device_label(part) for part in e.get("device", "cpu").split(" + ")}
         for gpu in parts - {"cpu"}:
             where[gpu].append(what + (": partly" if len(parts) > 1 else ""))
-    return {gpu: "" if len(done) == len(evals) and not any(d.endswith("partly") for d in done)
-            else f" ({'; '.join(done)})" for gpu, done in where.items()}
+            whole[gpu] &= len(parts) == 1
+    return {gpu: "" if whole[gpu] and len(done) == len(evals) else f" ({'; '.join(done)})"
+            for gpu, done in where.items()}
 
 
 def _gpu_eval_note(rows: list[dict]) -> list[str]:
@@ -230,12 +232,16 @@ CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU,
             "measured on a CPU with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
 
 
+def _distill_machine(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The machine a cell's set was distilled on: the set's own record (`distill_machine`; None for a
+    kept set made by older code: unknown), or, for cells written before it was recorded, the machine
+    that wrote the cell, where the set was distilled unless it was kept from earlier."""
+    return cell["distill_machine"] if "distill_machine" in cell else cell.get("machine")
+
+
 def _cpu_without_amx(cell: dict[str, Any]) -> str | None:
-    """The CPU a cell's set was distilled on when it is recorded and has no AMX, else None. The
-    set's own record (`distill_machine`) decides; cells written before it was recorded fall back on
-    the machine that wrote the cell, where the set was distilled unless it was kept from earlier
-    (a kept set made by older code is recorded as None: unknown)."""
-    m = cell["distill_machine"] if "distill_machine" in cell else cell.get("machine")
+    """The CPU a cell's set was distilled on (`_distill_machine`) when it is known and has no AMX, else None."""
+    m = _distill_machine(cell)
     if not m or m.get("bf16") in (None, "unknown", "amx"):
         return None
     return m.get("processor") or None
@@ -280,9 +286,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     n_seeds = len({r["seed"] for r in sel})
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
                     t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
-                    # the threads the distill time was measured with (the set's own record; older
-                    # cells: the machine that wrote the cell, where the set was distilled)
-                    threads = {(r.get("distill_machine") or r.get("machine") or {}).get("threads") for r in sel} - {None}
+                    threads = {(_distill_machine(r) or {}).get("threads") for r in sel} - {None}
                     gpus = {_device_label(r.get("distill_device", "cpu")) for r in sel} - {"cpu"}
                     cpus = {c for r in sel if (c := _cpu_without_amx(r))}
                     if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
