@@ -350,3 +350,22 @@ def test_full_data_reference_is_cached(tiny_real, tmp_path):
     finally:
         ref_mod.train_eval_models = orig
     assert calls == [] and b == a
+
+
+def test_exact_fp32_turns_tf32_off_on_cuda_only_and_restores():
+    from datadistill._runtime import exact_fp32
+
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    before = flags()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with exact_fp32("cuda"):
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        with exact_fp32("cuda", enabled=False), exact_fp32("cpu"):
+            assert flags() == (True, True)
+        with pytest.raises(RuntimeError), exact_fp32("cuda"):
+            raise RuntimeError("boom")
+        assert flags() == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

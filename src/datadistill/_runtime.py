@@ -11,11 +11,13 @@ The cost is that the process keeps its peak heap until it exits.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import sys
 import warnings
+from typing import Iterator
 
 from .errors import SlowPathWarning
 
@@ -110,3 +112,22 @@ def warn_if_slow_bf16(precision: str, device_type: str) -> None:
         "(a matching method), --teacher-set precision=fp32 (a teacher) or --set feature_precision=fp32 "
         "(a coreset's features); results under another precision are another protocol",
         SlowPathWarning)
+
+
+@contextlib.contextmanager
+def exact_fp32(device_type: str, enabled: bool = True) -> Iterator[None]:
+    """fp32 work in fp32 on a CUDA device: there PyTorch runs convolutions in TF32 by default
+    (cuDNN's `allow_tf32`, a 10-bit mantissa), so an evaluation labelled fp32 would round as TF32
+    on a GPU and as fp32 on a CPU. Inside, TF32 is off for convolutions and matrix products; the
+    flags are restored on exit. No effect elsewhere or when not `enabled`."""
+    if not enabled or device_type != "cuda":
+        yield
+        return
+    import torch
+
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul

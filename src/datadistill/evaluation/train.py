@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .._runtime import warn_if_slow_bf16
+from .._runtime import exact_fp32, warn_if_slow_bf16
 from .._io import atomic_write_with
 from ..augment import DSAConfig, augment
 from ..errors import ConfigError
@@ -237,37 +237,38 @@ def fit(
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
 
-    for epoch in range(first_epoch, epochs):
-        if epoch == decay_epoch:
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.1
-        if schedule == "cosine":
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
-        order = torch.randperm(n, generator=generator)
-        for start, (xb, yb) in zip(range(0, n, batch_size), (batches or slices)(epoch, order)):
-            idx = order[start:start + batch_size]
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if dsa is not None:
-                xb = augment(xb, dsa, generator)
-            if targets is not None:
-                yb = targets(xb).to(device)
-            if sample_weights is not None:
-                loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx].to(device), precision,
-                                      temperature)
-            else:
-                loss = step(params, buffers, xb, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-        loss_val = float(loss.detach())
-        if checkpoint is not None and (epoch + 1 == epochs or time.perf_counter() - last_write >= checkpoint.every_s):
-            _save(checkpoint, run, model, opt, generator, epoch + 1, steps, loss_val,
-                  earlier_s + time.perf_counter() - t0)
-            last_write = time.perf_counter()
-        if on_epoch is not None:
-            on_epoch(epoch, loss_val)
+    with exact_fp32(device.type, precision == "fp32"):
+        for epoch in range(first_epoch, epochs):
+            if epoch == decay_epoch:
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.1
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+            order = torch.randperm(n, generator=generator)
+            for start, (xb, yb) in zip(range(0, n, batch_size), (batches or slices)(epoch, order)):
+                idx = order[start:start + batch_size]
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                if dsa is not None:
+                    xb = augment(xb, dsa, generator)
+                if targets is not None:
+                    yb = targets(xb).to(device)
+                if sample_weights is not None:
+                    loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx].to(device), precision,
+                                          temperature)
+                else:
+                    loss = step(params, buffers, xb, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps += 1
+            loss_val = float(loss.detach())
+            if checkpoint is not None and (epoch + 1 == epochs or time.perf_counter() - last_write >= checkpoint.every_s):
+                _save(checkpoint, run, model, opt, generator, epoch + 1, steps, loss_val,
+                      earlier_s + time.perf_counter() - t0)
+                last_write = time.perf_counter()
+            if on_epoch is not None:
+                on_epoch(epoch, loss_val)
     if fmt == "channels_last":
         model.to(memory_format=torch.contiguous_format)
     return FitResult(final_loss=loss_val, steps=steps, resumed_at=first_epoch, earlier_s=earlier_s)
@@ -279,7 +280,8 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000, precis
     model.eval()
     outs = []
     for start in range(0, len(x), batch_size):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
+                exact_fp32(x.device.type, precision == "fp32"):
             outs.append(model(x[start:start + batch_size]).float())
     model.train()
     return torch.cat(outs) if outs else torch.empty(0)
