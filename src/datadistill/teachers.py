@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_write_json, atomic_write_with, tensor_digest
-from ._runtime import warn_if_slow_bf16
+from ._runtime import exact_fp32, warn_if_slow_bf16
 from .augment import DSAConfig
 from .config import model_kwargs_tuple, update_config
 from .data import RealData
@@ -117,7 +117,8 @@ class Teacher:
         warn_if_slow_bf16(self.recipe.precision, dev.type)
         outs = []
         for start in range(0, len(x), batch_size):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"), \
+                    exact_fp32(dev.type, self.recipe.precision == "fp32"):
                 outs.append(self.model(x[start:start + batch_size].to(dev)).float().to(x.device))
         return torch.cat(outs) if outs else torch.empty(0, device=x.device)
 
