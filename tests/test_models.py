@@ -209,6 +209,41 @@ def test_convnet_fused_first_block_equals_conv_then_instance_norm(channels, size
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 16)])
+def test_convnet_batch_norm_first_block_from_patch_statistics_is_the_plain_path(channels, size):
+    """In training mode the first block's batch norm comes from patch statistics
+    (`patch_conv_batch_norm`): the same outputs, gradients (input and every parameter) and running
+    statistics as the plain nn.Conv2d -> nn.BatchNorm2d modules; in evaluation mode both use the
+    running statistics."""
+    torch.manual_seed(0)
+    fast = get_model("convnet", channels=channels, num_classes=10, image_size=(size, size), width=16, norm="batch")
+    plain = get_model("convnet", channels=channels, num_classes=10, image_size=(size, size), width=16, norm="batch",
+                      fast_first_block=False)
+    with torch.no_grad():
+        fast.features[1].weight.uniform_(0.5, 1.5)
+        fast.features[1].bias.uniform_(-0.5, 0.5)
+    plain.load_state_dict(fast.state_dict())
+    calls = []
+    fast.features[1].register_forward_hook(lambda *a: calls.append(1))  # the norm module is skipped
+    for step in range(2):
+        x = torch.randn(4, channels, size, size, requires_grad=True)
+        outs = []
+        for model in (fast, plain):
+            out = model(x)
+            outs.append((out, torch.autograd.grad(out.square().sum(), [x, *model.parameters()])))
+        (out_f, g_f), (out_p, g_p) = outs
+        torch.testing.assert_close(out_f, out_p, atol=1e-5, rtol=1e-4)
+        for a, b in zip(g_f, g_p):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    assert not calls
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    fast.eval(), plain.eval()
+    x = torch.randn(4, channels, size, size)
+    torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-4)
+    assert calls  # evaluation mode runs the module itself (hooks on it, as sre2l's, see it)
+
+
 def test_convnet_fused_first_block_only_for_instance_norm():
     assert not get_model("convnet", channels=1, num_classes=10, image_size=(28, 28), norm="batch").fused_first_block
     assert not get_model("convnet", channels=16, num_classes=10, image_size=(8, 8)).fused_first_block

@@ -66,6 +66,45 @@ def patch_conv_instance_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNor
     return out.view(n, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
 
 
+def patch_conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> torch.Tensor:
+    """conv -> batch norm in training mode for a conv with few input channels, without a pass over
+    its output: `patch_conv_instance_norm` with the statistics taken over the whole batch (the
+    mean m and covariance S of all patches of all images: mean = W_c . m + b_c, biased
+    var = W_c^T S W_c), so normalising folds into the conv's weights and the batch norm's
+    reductions over the largest tensor of the network go. The running statistics are updated as
+    `nn.BatchNorm2d` does (momentum, unbiased variance). Same result as `norm(conv(x))` with the
+    statistics computed in fp32. Output is channels-last in memory, like `PatchConv2d`."""
+    n, _, h, w = x.shape
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    weight = conv.weight.reshape(conv.out_channels, -1)  # (O, K)
+    with torch.autocast(x.device.type, enabled=False):
+        cols = F.unfold(x.float(), (kh, kw), padding=(ph, pw))  # (N, K, L)
+        count = cols.shape[0] * cols.shape[2]
+        m = cols.mean((0, 2))  # (K,)
+        centred = cols - m.view(1, -1, 1)
+        cov = torch.einsum("nkl,njl->kj", centred, centred) / count  # (K, K)
+        wf = weight.float()
+        mean = wf @ m  # (O,) channel means without the conv bias, which the norm cancels:
+        if conv.bias is not None:  # written out so the bias gets its (exactly zero) gradient, as in eager
+            mean = (mean + conv.bias.float()) - conv.bias.float()
+        var = ((wf @ cov) * wf).sum(1)  # (O,): W_c^T S W_c
+        if norm.track_running_stats:
+            with torch.no_grad():
+                norm.num_batches_tracked.add_(1)
+                mom = norm.momentum
+                full_mean = mean + conv.bias.float() if conv.bias is not None else mean
+                norm.running_mean.mul_(1 - mom).add_(full_mean.to(norm.running_mean.dtype), alpha=mom)
+                unbiased = var * (count / max(count - 1, 1))
+                norm.running_var.mul_(1 - mom).add_(unbiased.to(norm.running_var.dtype), alpha=mom)
+        scale = norm.weight.float() * torch.rsqrt(var + norm.eps)  # (O,)
+        w_n = scale.unsqueeze(1) * wf  # (O, K)
+        b_n = norm.bias.float() - scale * mean  # (O,)
+    out = torch.matmul(cols.transpose(1, 2), w_n.t())  # (N, L, O); bf16 under autocast
+    out = out + b_n.to(out.dtype)
+    return out.view(n, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
+
+
 def _norm(kind: str, width: int, hw: int) -> nn.Module:
     if kind == "instance":
         return nn.GroupNorm(width, width, affine=True)  # instance norm with affine, as the reference
@@ -85,8 +124,9 @@ class ConvNet(nn.Module):
 
     Single-channel 28x28 inputs get padding 3 in the first conv (32x32 inside), as the reference.
     `fast_first_block` (default) computes a first conv with 1-3 input channels as unfold + matmul
-    and, with instance norm, its normalisation from patch statistics (`patch_conv_instance_norm`);
-    False gives the plain nn.Conv2d -> GroupNorm modules (same parameters, same function).
+    and its normalisation from patch statistics: with instance norm (`patch_conv_instance_norm`)
+    and with batch norm in training mode (`patch_conv_batch_norm`); False gives the plain
+    nn.Conv2d -> norm modules (same parameters, same function).
     """
 
     def __init__(
@@ -137,10 +177,22 @@ class ConvNet(nn.Module):
     def extra_repr(self) -> str:
         return f"fused_first_block={self.fused_first_block}"
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def _fused_first(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The first block's conv -> norm computed from patch statistics, where that applies: with
+        instance norm always, with batch norm in training mode (momentum set; evaluation mode
+        normalises with the running statistics, a plain affine map). None elsewhere."""
+        conv, norm = self.features[0], self.features[1]
         if self.fused_first_block:
-            x = patch_conv_instance_norm(x, self.features[0], self.features[1])
-            return self.features[2:](x)
+            return patch_conv_instance_norm(x, conv, norm)
+        if (isinstance(conv, PatchConv2d) and isinstance(norm, nn.BatchNorm2d) and norm.training
+                and norm.momentum is not None and norm.affine):
+            return patch_conv_batch_norm(x, conv, norm)
+        return None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        first = self._fused_first(x)
+        if first is not None:
+            return self.features[2:](first)
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,10 +205,8 @@ class ConvNet(nn.Module):
         b = self.block_size
         for d in range(self.depth):
             block = self.features[d * b:(d + 1) * b]
-            if d == 0 and self.fused_first_block:
-                x = block[2:](patch_conv_instance_norm(x, block[0], block[1]))
-            else:
-                x = block(x)
+            first = self._fused_first(x) if d == 0 else None
+            x = block[2:](first) if first is not None else block(x)
             outs.append(x)
         return outs
 
