@@ -862,3 +862,11 @@ def test_bf16_on_a_cpu_without_bf16_kernels_warns_once_in_one_line(tmp_path, npz
     code, _, err = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
                         "--models", "convnet"], capsys)
     assert code == 0 and "warning" not in err, err
+
+
+def test_tables_name_the_machine_a_teacher_trained_on_when_recorded():
+    from datadistill.bench.tables import _trained_on
+
+    m = {"processor": "AMD EPYC", "bf16": "avx512_bf16", "threads": 2, "cpus": 2}
+    assert _trained_on({"machine": m}).startswith(" on AMD EPYC") and "2 threads" in _trained_on({"machine": m})
+    assert _trained_on({"train_time_s": 1.0}) == ""  # teachers from before the field

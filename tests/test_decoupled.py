@@ -40,6 +40,8 @@ def teacher(real, teacher_dir):
 def test_teacher_learns_and_reports_accuracy(teacher):
     assert teacher.info["test_accuracy"] >= 75  # four bright-square classes
     assert teacher.info["train_time_s"] >= 0 and len(teacher.info["key"]) == 16
+    # the time depends on the CPU: the machine is recorded, and kept in what sets record
+    assert teacher.info["machine"]["threads"] >= 1 and teacher.describe()["machine"] == teacher.info["machine"]
     assert not any(p.requires_grad for p in teacher.model.parameters())
 
 

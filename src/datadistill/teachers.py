@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._io import atomic_write_json, atomic_write_with, tensor_digest
-from ._runtime import exact_fp32, warn_if_slow_bf16
+from ._runtime import exact_fp32, machine, warn_if_slow_bf16
 from .augment import DSAConfig
 from .config import model_kwargs_tuple, update_config
 from .data import RealData
@@ -124,7 +124,7 @@ class Teacher:
 
     def describe(self) -> dict[str, Any]:
         """What a distilled set records about the teacher that labelled it."""
-        keep = ("key", "weights_digest", "dataset", "test_accuracy", "val_accuracy", "train_time_s")
+        keep = ("key", "weights_digest", "dataset", "test_accuracy", "val_accuracy", "train_time_s", "machine")
         return {**{k: self.info[k] for k in keep if k in self.info}, "recipe": self.recipe.as_dict()}
 
 
@@ -171,7 +171,7 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
         checkpoint=FitCheckpoint(Path(checkpoint)) if checkpoint is not None else None)
     train_s = time.perf_counter() - t0 + fitted.earlier_s
     info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
-                            "n_train": len(x)}
+                            "n_train": len(x), "machine": machine()}  # the time depends on the CPU
     for split in ("val", "test"):
         data = getattr(real, split)
         if len(data):

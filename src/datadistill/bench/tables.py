@@ -507,13 +507,15 @@ def _soft_track(cells: list[dict]) -> list[str]:
         for tch, used in teachers.values():
             digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""
             lines.append(f"\nTeacher `{tch.get('key')}`{digest}: test {tch.get('test_accuracy')}%, trained in "
-                         f"{tch.get('train_time_s')} s ({tch['recipe']['model']}, {tch['recipe']['epochs']} epochs; "
+                         f"{tch.get('train_time_s')} s{_trained_on(tch)} ({tch['recipe']['model']}, "
+                         f"{tch['recipe']['epochs']} epochs; "
                          "not counted in the distill times)."
                          + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else ""))
         for lab, used in _networks_used(sel, "labeler").values():
             lines.append(f"\nLabeler `{lab.get('key')}`, weights {lab.get('weights_digest')}: the teacher's recipe trained "
                          f"{lab['recipe']['epochs']} epochs, test {lab.get('test_accuracy')}%, trained in "
-                         f"{lab.get('train_time_s')} s (`label_epochs`; the teacher chose or made the images). It labelled: "
+                         f"{lab.get('train_time_s')} s{_trained_on(lab)} (`label_epochs`; the teacher chose or made the "
+                         "images). It labelled: "
                          f"{', '.join(used)}.")
         methods = sorted({c["method"] for c in sel})
         ipcs = sorted({c["ipc"] for c in sel})
@@ -672,3 +674,8 @@ def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) ->
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _trained_on(net: dict[str, Any]) -> str:
+    """' on <CPU>, <n> threads' for a teacher or labeler that recorded its machine (older ones did not)."""
+    return f" on {machine_text(net['machine'])}" if net.get("machine") else ""
