@@ -870,3 +870,24 @@ def test_tables_name_the_machine_a_teacher_trained_on_when_recorded():
     m = {"processor": "AMD EPYC", "bf16": "avx512_bf16", "threads": 2, "cpus": 2}
     assert _trained_on({"machine": m}).startswith(" on AMD EPYC") and "2 threads" in _trained_on({"machine": m})
     assert _trained_on({"train_time_s": 1.0}) == ""  # teachers from before the field
+
+
+def test_teacher_speed_times_both_batch_norm_paths(tmp_path, npz, capsys, monkeypatch):
+    import datadistill.teachers as teachers
+
+    small = teachers.TeacherRecipe(model_kwargs=(("norm", "batch"), ("width", 8)), compile=False, batch_size=4)
+    monkeypatch.setattr(teachers, "TeacherRecipe", lambda: small)
+    results = tmp_path / "results"
+    code, out, err = run(["speed", "--what", "teacher", "--dataset", "tensors", "--data-dir", str(npz),
+                          "--iterations", "2", "--rounds", "2", "--results", str(results),
+                          "--markdown", str(tmp_path / "B.md")], capsys)
+    assert code == 0, err
+    row = json.loads((results / "speed-teacher-tensors-s2-r2.json").read_text())
+    figs = row["figures"]
+    assert figs["modules ms/step"] > 0 and figs["patch-statistics ms/step"] > 0
+    assert len(figs["modules ms/step per round"]) == 2
+    assert figs["speed-up"] == round(figs["modules ms/step"] / figs["patch-statistics ms/step"], 2)
+    assert row["command"] == "datadistill speed --what teacher --dataset tensors --iterations 2 --rounds 2"
+    assert "teacher training step" in (tmp_path / "B.md").read_text()
+    code, _, err = run(["speed", "--what", "teacher", "--model", "lenet", "--results", str(results)], capsys)
+    assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1

@@ -348,7 +348,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed
+    from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed, teacher_speed
     from .bench.tables import write_benchmarks_md
 
     if args.set and args.what not in ("dc", "dsa"):
@@ -361,6 +361,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
     if args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations, rounds=args.rounds)
+    elif args.what == "teacher":
+        row = teacher_speed(args.dataset, steps=args.iterations, data_dir=args.data_dir,
+                            results_dir=Path(args.results), quiet=args.quiet, rounds=args.rounds)
     elif args.what in ("dc", "dsa"):
         schedule: dict[str, int] = {}
         for kv in args.set:
@@ -478,9 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path) or a DM "
                                       "iteration (the straightforward per-class loop against ours)")
-    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa"), default="evaluation")
+    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher"), default="evaluation")
     sp.add_argument("--iterations", type=int, default=5,
-                    help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop")
+                    help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop; teacher: "
+                         "training steps per epoch (2 timed epochs per path)")
     sp.add_argument("--dataset", default="fashion-mnist")
     sp.add_argument("--ipc", type=int, default=10)
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

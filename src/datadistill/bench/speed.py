@@ -391,3 +391,68 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     if results_dir is not None:
         atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}{_rounds_suffix(rounds)}.json", row)
     return row
+
+
+def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: str | None = None,
+                  results_dir: Path | None = None, quiet: bool = False, rounds: int = 1) -> dict[str, Any]:
+    """The default teacher recipe's training step (`TeacherRecipe`: ConvNet-3 with batch norm,
+    batch 256, crop and flip, bf16, compiled, SGD), side by side: the first block's batch norm
+    through the nn.BatchNorm2d module ('modules') against its statistics from the patches
+    ('patch-statistics', `patch_conv_batch_norm`, what `train_teacher` runs). Each path trains a
+    fresh teacher model on the first `steps` batches of the training split: one epoch to compile,
+    then two timed epochs; the figure is milliseconds per step. `rounds` > 1 alternates the order."""
+    from .. import load_dataset
+    from ..augment import DSAConfig
+    from ..evaluation.evaluate import digits_like
+    from ..evaluation.train import fit
+    from ..teachers import TeacherRecipe, build_teacher_model
+
+    if steps < 1:
+        raise ConfigError(f"speed teacher steps must be positive, got {steps}")
+    _check_rounds(rounds)
+    real = load_dataset(dataset, data_dir=data_dir)
+    recipe = TeacherRecipe()
+    n = min(len(real.train), steps * recipe.batch_size)
+    steps = -(-n // recipe.batch_size)
+    x, y = real.train.x[:n], real.train.y[:n]
+    dsa = DSAConfig(strategy=recipe.augment) if recipe.augment != "none" else None
+    if dsa is not None and digits_like(real) and "flip" in dsa.ops:
+        dsa = dsa.without("flip")
+    paths = ("modules", "patch-statistics")
+
+    def measure(name: str) -> Callable[[], float]:
+        def run() -> float:
+            model = build_teacher_model(real, recipe)
+            model.patch_batch_norm = name == "patch-statistics"
+            ends: list[float] = []
+            t0 = time.perf_counter()
+            fit(model, x, y, epochs=3, lr=recipe.lr, generator=torch.Generator().manual_seed(recipe.seed),
+                momentum=recipe.momentum, weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa,
+                precision=recipe.precision, compile=recipe.compile, schedule="cosine", nesterov=True,
+                fused_optimizer=False, on_epoch=lambda e, _l: ends.append(time.perf_counter()))
+            ms = (ends[2] - ends[0]) / (2 * steps) * 1000
+            if not quiet:
+                print(f"{name}: {ms:.1f} ms per step ({time.perf_counter() - t0:.0f} s with compiling)", flush=True)
+            return ms
+        return run
+
+    times = alternating({name: measure(name) for name in paths}, rounds)
+    figures: dict[str, Any] = {}
+    for name in paths:
+        figures[f"{name} ms/step"] = round(_mean(times[name]), 1)
+        if rounds > 1:
+            figures[f"{name} ms/step per round"] = [round(t, 1) for t in times[name]]
+    figures["speed-up"] = round(figures["modules ms/step"] / figures["patch-statistics ms/step"], 2)
+    row = {"what": (f"teacher training step (default recipe: ConvNet-3 with batch norm, batch {recipe.batch_size}, "
+                    f"{recipe.augment}, {recipe.precision}, compiled), {steps} steps x 2 epochs"
+                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
+           "setting": (f"{dataset}, the first {n} training images, {torch.get_num_threads()} threads; modules: the first "
+                       "block's nn.BatchNorm2d; patch-statistics: its batch statistics from the patches' mean and "
+                       "covariance, folded into the conv (what teachers train with)"),
+           "figures": figures,
+           "command": (f"datadistill speed --what teacher --dataset {dataset} --iterations {steps}"
+                       + (f" --rounds {rounds}" if rounds > 1 else "")),
+           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if results_dir is not None:
+        atomic_write_json(Path(results_dir) / f"speed-teacher-{dataset}-s{steps}{_rounds_suffix(rounds)}.json", row)
+    return row

@@ -173,6 +173,9 @@ class ConvNet(nn.Module):
         self.classifier = nn.Linear(self.feature_dim, num_classes)
         # conv -> instance norm of the first block computed from patch statistics (exact; faster).
         self.fused_first_block = isinstance(layers[0], PatchConv2d) and norm == "instance"
+        # batch norm's first block from patch statistics in training mode; False: through the modules
+        # (the same function; `datadistill speed --what teacher` times both)
+        self.patch_batch_norm = True
 
     def extra_repr(self) -> str:
         return f"fused_first_block={self.fused_first_block}"
@@ -184,7 +187,7 @@ class ConvNet(nn.Module):
         conv, norm = self.features[0], self.features[1]
         if self.fused_first_block:
             return patch_conv_instance_norm(x, conv, norm)
-        if (isinstance(conv, PatchConv2d) and isinstance(norm, nn.BatchNorm2d) and norm.training
+        if (self.patch_batch_norm and isinstance(conv, PatchConv2d) and isinstance(norm, nn.BatchNorm2d) and norm.training
                 and norm.momentum is not None and norm.affine):
             return patch_conv_batch_norm(x, conv, norm)
         return None
