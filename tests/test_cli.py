@@ -886,6 +886,12 @@ def test_teacher_speed_times_both_batch_norm_paths(tmp_path, npz, capsys, monkey
     figs = row["figures"]
     assert figs["modules ms/step"] > 0 and figs["patch-statistics ms/step"] > 0
     assert len(figs["modules ms/step per round"]) == 2
+    # each path compiles its own step: the compiled-step cache tells the two models apart
+    from datadistill.models import get_model
+    m = get_model("convnet", channels=1, num_classes=2, image_size=(8, 8), width=4, norm="batch")
+    plain = repr(m)
+    m.patch_batch_norm = False
+    assert repr(m) != plain and "patch_batch_norm" not in plain
     assert figs["speed-up"] == round(figs["modules ms/step"] / figs["patch-statistics ms/step"], 2)
     assert row["command"] == "datadistill speed --what teacher --dataset tensors --iterations 2 --rounds 2"
     assert "teacher training step" in (tmp_path / "B.md").read_text()

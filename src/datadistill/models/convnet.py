@@ -178,7 +178,9 @@ class ConvNet(nn.Module):
         self.patch_batch_norm = True
 
     def extra_repr(self) -> str:
-        return f"fused_first_block={self.fused_first_block}"
+        # the compiled step is cached by repr (evaluation.train._step_fn): a switched-off patch batch
+        # norm must show; the default adds nothing, so checkpoints' model fingerprints stay as they were
+        return f"fused_first_block={self.fused_first_block}" + ("" if self.patch_batch_norm else ", patch_batch_norm=False")
 
     def _fused_first(self, x: torch.Tensor) -> torch.Tensor | None:
         """The first block's conv -> norm computed from patch statistics, where that applies: with
