@@ -32,6 +32,15 @@ class PatchConv2d(nn.Conv2d):
         return out.view(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
 
 
+def _patches(x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """The fp32 patch columns (N, K, L) of `x` for `conv`, its weight as (O, K), and the output's (H, W)."""
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    out_hw = (x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1)
+    with torch.autocast(x.device.type, enabled=False):
+        cols = F.unfold(x.float(), (kh, kw), padding=(ph, pw))
+    return cols, conv.weight.reshape(conv.out_channels, -1), out_hw
+
+
 def patch_conv_instance_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNorm) -> torch.Tensor:
     """conv -> instance norm for a conv with few input channels, without a pass over its output.
 
@@ -44,12 +53,8 @@ def patch_conv_instance_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNor
     backward passes avoid the instance norm's reductions over the largest tensor of the network.
     Output is channels-last in memory, like `PatchConv2d`.
     """
-    n, _, h, w = x.shape
-    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
-    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    weight = conv.weight.reshape(conv.out_channels, -1)  # (O, K)
+    cols, weight, out_hw = _patches(x, conv)
     with torch.autocast(x.device.type, enabled=False):
-        cols = F.unfold(x.float(), (kh, kw), padding=(ph, pw))  # (N, K, L)
         m = cols.mean(2)  # (N, K)
         centred = cols - m.unsqueeze(2)
         cov = centred @ centred.transpose(1, 2) / cols.shape[2]  # (N, K, K)
@@ -63,7 +68,7 @@ def patch_conv_instance_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNor
         b_n = norm.bias.float() - scale * mean  # (N, O)
     out = torch.bmm(cols.transpose(1, 2), w_n.transpose(1, 2))  # (N, L, O); bf16 under autocast
     out = out + b_n.unsqueeze(1).to(out.dtype)
-    return out.view(n, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
+    return out.view(len(x), *out_hw, conv.out_channels).permute(0, 3, 1, 2)
 
 
 def patch_conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> torch.Tensor:
@@ -74,12 +79,8 @@ def patch_conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d
     reductions over the largest tensor of the network go. The running statistics are updated as
     `nn.BatchNorm2d` does (momentum, unbiased variance). Same result as `norm(conv(x))` with the
     statistics computed in fp32. Output is channels-last in memory, like `PatchConv2d`."""
-    n, _, h, w = x.shape
-    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
-    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
-    weight = conv.weight.reshape(conv.out_channels, -1)  # (O, K)
+    cols, weight, out_hw = _patches(x, conv)
     with torch.autocast(x.device.type, enabled=False):
-        cols = F.unfold(x.float(), (kh, kw), padding=(ph, pw))  # (N, K, L)
         count = cols.shape[0] * cols.shape[2]
         m = cols.mean((0, 2))  # (K,)
         centred = cols - m.view(1, -1, 1)
@@ -102,7 +103,7 @@ def patch_conv_batch_norm(x: torch.Tensor, conv: nn.Conv2d, norm: nn.BatchNorm2d
         b_n = norm.bias.float() - scale * mean  # (O,)
     out = torch.matmul(cols.transpose(1, 2), w_n.t())  # (N, L, O); bf16 under autocast
     out = out + b_n.to(out.dtype)
-    return out.view(n, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
+    return out.view(len(x), *out_hw, conv.out_channels).permute(0, 3, 1, 2)
 
 
 def _norm(kind: str, width: int, hw: int) -> nn.Module:
