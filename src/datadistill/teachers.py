@@ -144,11 +144,25 @@ def build_teacher_model(real: RealData, recipe: TeacherRecipe) -> nn.Module:
                          image_size=real.image_shape[1:], **dict(recipe.model_kwargs))
 
 
+def teacher_fit_options(real: RealData, recipe: TeacherRecipe) -> dict[str, Any]:
+    """`fit`'s settings for training `recipe` on `real` (all but the data, epochs, generator and
+    callbacks): its optimiser, schedule, precision and augmentation (no flips on digits)."""
+    from .evaluation.evaluate import digits_like
+
+    dsa = None
+    if recipe.augment != "none":
+        dsa = DSAConfig(strategy=recipe.augment)
+        if digits_like(real) and "flip" in dsa.ops:
+            dsa = dsa.without("flip")
+    return dict(lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, batch_size=recipe.batch_size,
+                dsa=dsa, precision=recipe.precision, compile=recipe.compile, schedule="cosine", nesterov=True,
+                fused_optimizer=False)  # the loop that trained the cached teachers (see fit)
+
+
 def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
                   progress: Callable[[int, int], None] | None = None, checkpoint: str | Path | None = None) -> Teacher:
     """Train a teacher on all of `real.train`; test it on the validation and test splits.
     `checkpoint`: a file for the training state, so a killed run resumes there (`FitCheckpoint`)."""
-    from .evaluation.evaluate import digits_like
     from .evaluation.train import FitCheckpoint, accuracy, fit
 
     model = build_teacher_model(real, recipe)
@@ -156,19 +170,12 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
     k = real.num_classes
     eps = recipe.label_smoothing
     target = F.one_hot(y, k).float() * (1 - eps) + eps / k if eps > 0 else y
-    dsa = None
-    if recipe.augment != "none":
-        dsa = DSAConfig(strategy=recipe.augment)
-        if digits_like(real) and "flip" in dsa.ops:
-            dsa = dsa.without("flip")
     g = torch.Generator().manual_seed(recipe.seed)
     on_epoch = (lambda e, _loss: progress(e + 1, recipe.epochs)) if progress is not None else None
     t0 = time.perf_counter()
-    fitted = fit(model, x, target, epochs=recipe.epochs, lr=recipe.lr, generator=g, momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa, precision=recipe.precision,
-        compile=recipe.compile, schedule="cosine", nesterov=True, on_epoch=on_epoch,
-        fused_optimizer=False,  # the loop that trained the cached teachers (see fit)
-        checkpoint=FitCheckpoint(Path(checkpoint)) if checkpoint is not None else None)
+    fitted = fit(model, x, target, epochs=recipe.epochs, generator=g, on_epoch=on_epoch,
+                 checkpoint=FitCheckpoint(Path(checkpoint)) if checkpoint is not None else None,
+                 **teacher_fit_options(real, recipe))
     train_s = time.perf_counter() - t0 + fitted.earlier_s
     info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
                             "n_train": len(x), "machine": machine()}  # the time depends on the CPU

@@ -402,10 +402,8 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
     fresh teacher model on the first `steps` batches of the training split: one epoch to compile,
     then two timed epochs; the figure is milliseconds per step. `rounds` > 1 alternates the order."""
     from .. import load_dataset
-    from ..augment import DSAConfig
-    from ..evaluation.evaluate import digits_like
     from ..evaluation.train import fit
-    from ..teachers import TeacherRecipe, build_teacher_model
+    from ..teachers import TeacherRecipe, build_teacher_model, teacher_fit_options
 
     if steps < 1:
         raise ConfigError(f"speed teacher steps must be positive, got {steps}")
@@ -415,9 +413,7 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
     n = min(len(real.train), steps * recipe.batch_size)
     steps = -(-n // recipe.batch_size)
     x, y = real.train.x[:n], real.train.y[:n]
-    dsa = DSAConfig(strategy=recipe.augment) if recipe.augment != "none" else None
-    if dsa is not None and digits_like(real) and "flip" in dsa.ops:
-        dsa = dsa.without("flip")
+    options = teacher_fit_options(real, recipe)  # as train_teacher trains
     paths = ("modules", "patch-statistics")
 
     def measure(name: str) -> Callable[[], float]:
@@ -426,10 +422,8 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
             model.patch_batch_norm = name == "patch-statistics"
             ends: list[float] = []
             t0 = time.perf_counter()
-            fit(model, x, y, epochs=3, lr=recipe.lr, generator=torch.Generator().manual_seed(recipe.seed),
-                momentum=recipe.momentum, weight_decay=recipe.weight_decay, batch_size=recipe.batch_size, dsa=dsa,
-                precision=recipe.precision, compile=recipe.compile, schedule="cosine", nesterov=True,
-                fused_optimizer=False, on_epoch=lambda e, _l: ends.append(time.perf_counter()))
+            fit(model, x, y, epochs=3, generator=torch.Generator().manual_seed(recipe.seed),
+                on_epoch=lambda e, _l: ends.append(time.perf_counter()), **options)
             ms = (ends[2] - ends[0]) / (2 * steps) * 1000
             if not quiet:
                 print(f"{name}: {ms:.1f} ms per step ({time.perf_counter() - t0:.0f} s with compiling)", flush=True)
