@@ -369,3 +369,31 @@ def test_exact_fp32_turns_tf32_off_on_cuda_only_and_restores():
         assert flags() == (True, True)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_compiled_step_is_not_tied_to_the_first_model_mode():
+    """The compiled training step is cached per architecture; a model of that architecture left in
+    evaluation mode after its own training (as `Teacher.logits` leaves a teacher) must not make a
+    later model of the same architecture train in evaluation mode (batch norm on running statistics)."""
+    from datadistill.models.convnet import ConvNet
+
+    def net(seed: int) -> ConvNet:
+        torch.manual_seed(seed)
+        return ConvNet(1, 10, (8, 8), depth=1, width=7, norm="batch")  # width 7: a cache entry of its own
+
+    x, y = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
+    first = net(0)
+    fit(first, x, y, epochs=1, batch_size=10, precision="fp32", compile=True, lr=0.01,
+        generator=torch.Generator().manual_seed(0))
+    first.eval()
+    second = net(1)
+    fit(second, x, y, epochs=1, batch_size=10, precision="fp32", compile=True, lr=0.01,
+        generator=torch.Generator().manual_seed(0))
+    bn = next(m for m in second.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 2  # both steps ran batch norm in training mode
+    eager = net(1)
+    fit(eager, x, y, epochs=1, batch_size=10, precision="fp32", compile=False, lr=0.01,
+        generator=torch.Generator().manual_seed(0))
+    for (name, a), b in zip(second.state_dict().items(), eager.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    assert not first.training  # the caller's mode is left alone

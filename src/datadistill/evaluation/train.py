@@ -22,6 +22,7 @@ Distillation inner loops (`dc`), coreset feature networks and teachers keep the 
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> tor
     return F.cross_entropy(logits.float(), target)
 
 
+# Compiled training steps, one per architecture (see `_step_fn`): process-wide so that a fresh model
+# of an architecture already compiled does not pay the compile again.
 _STEP_CACHE: dict[tuple, Callable] = {}
 MEMORY_FORMATS = ("contiguous", "channels_last")
 
@@ -61,25 +64,49 @@ def check_memory_format(choice: str) -> str:
     return choice
 
 
+def _settings(module: nn.Module) -> tuple:
+    """The plain settings a module's forward may read (ints, floats, strings, flags and tuples of
+    them in its attributes), for every submodule: with the types, what must match for two models to
+    share one compiled step. The mode (`training`) is left out: the step always trains."""
+    out = []
+    for name, m in module.named_modules():
+        items = []
+        for k, v in vars(m).items():
+            if k.startswith("_") or k == "training":
+                continue
+            if isinstance(v, (bool, int, float, str, type(None))) or (
+                    isinstance(v, tuple) and all(isinstance(e, (bool, int, float, str, type(None))) for e in v)):
+                items.append((k, v))
+        out.append((name, type(m), tuple(sorted(items))))
+    return tuple(out)
+
+
 def _step_fn(model: nn.Module, bf16: bool, compile: bool, temperature: float, device_type: str = "cpu",
              memory_format: str = "contiguous") -> Callable:
-    """(params, buffers, x, y) -> loss, with grads accumulated into params' .grad via autograd.
-    `device_type`: where the model and the batches live ('cpu' or 'cuda'), for autocast."""
+    """(params, buffers, x, y) -> loss in training mode, with grads accumulated into params' .grad via
+    autograd. `device_type`: where the model and the batches live ('cpu' or 'cuda'), for autocast.
 
-    def step(params, buffers, x, y):
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            out = functional_call(model, (params, buffers), (x,))
-        loss = _loss(out, y, temperature)
-        return loss
+    Compiled, the step is cached per architecture (type, repr and every submodule's settings,
+    `_settings`) and runs a private copy of the first model of that architecture, in training mode:
+    parameters and buffers are inputs, so a fresh model does not recompile, and nothing a caller
+    does to its own model afterwards (`eval()`, as `Teacher.logits` leaves a teacher) changes
+    how a later model trains."""
+
+    def make(template: nn.Module) -> Callable:
+        def step(params, buffers, x, y):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                out = functional_call(template, (params, buffers), (x,))
+            return _loss(out, y, temperature)
+        return step
 
     if not compile:
-        return step
-    # One compiled graph per (architecture instance type and config, precision); parameters are
-    # inputs, so a fresh model of the same architecture does not recompile.
-    key = (type(model), repr(model), bf16, temperature, device_type, memory_format)
+        return make(model)  # `fit` has put `model` in training mode
+    key = (type(model), repr(model), _settings(model), bf16, temperature, device_type, memory_format)
     fn = _STEP_CACHE.get(key)
     if fn is None:
-        fn = torch.compile(step, dynamic=False)
+        template = copy.deepcopy(model).train()
+        template.requires_grad_(False)  # its own weights are never read: `params` stand in for them
+        fn = torch.compile(make(template), dynamic=False)
         _STEP_CACHE[key] = fn
     return fn
 
