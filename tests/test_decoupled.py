@@ -742,3 +742,22 @@ def test_bench_cell_with_a_labeler_labels_the_random_subset_alike_and_reports_it
     assert len(list((tmp_path / "teachers").iterdir())) == 2  # the labeler is cached beside the teacher
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert f"Labeler `{row['labeler']['key']}`" in md and "It labelled: rded (" in md
+
+
+def test_a_teacher_whose_batch_norm_never_trained_is_refused(real, teacher, tmp_path):
+    """A cached teacher or labeler trained in evaluation mode (batch norm on its initial running
+    statistics, which a bug before 3b9d68b could cause) is refused with a way out, not used."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "t"
+    shutil.copytree(teacher.info["path"], d)
+    state = load_file(str(d / "weights.safetensors"))
+    tracked = [k for k in state if k.endswith("num_batches_tracked")]
+    assert tracked and all(int(state[k]) > 0 for k in tracked)  # a teacher trained in training mode
+    load_teacher(d, real)
+    state[tracked[0]] = torch.zeros_like(state[tracked[0]])
+    save_file(state, str(d / "weights.safetensors"))
+    with pytest.raises(FormatError, match="never saw a training batch"):
+        load_teacher(d, real)

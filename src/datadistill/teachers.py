@@ -247,5 +247,11 @@ def load_teacher(directory: str | Path, real: RealData) -> Teacher:
         model.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
     except Exception as e:  # safetensors / shape errors
         raise FormatError(f"{d / WEIGHTS_FILE}: cannot load ({e})") from None
+    if any(m.track_running_stats and int(m.num_batches_tracked) == 0
+           for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        # before 3b9d68b a labeler trained in the process that had just trained its teacher could
+        # train in evaluation mode: batch norm on its initial running statistics, which never moved
+        raise FormatError(f"{d}: its batch norm never saw a training batch (trained in evaluation mode); "
+                          "delete the directory to train it again")
     info["path"] = str(d)
     return Teacher(model, recipe, info)
