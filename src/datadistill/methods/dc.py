@@ -104,7 +104,11 @@ class DC(MatchingMethod):
         def schedule(self, ipc: int) -> dict[str, Any]:
             """The CPU budget schedule (module docstring): with one outer step per iteration, the
             paper's 1,000 iterations from real images, with the view pool; with more, a DM start
-            and about 500 outer steps in all."""
+            and about 500 outer steps in all.
+            More iterations at IPC 1 do not pay: dsa run for 2,000 (Fashion-MNIST, seed 0, pool 64)
+            scored on the validation split (one ConvNet-3, 300 epochs, no augmentation) 70.8, 71.1,
+            70.6, 72.0 at iterations 250-1,000 and 71.1, 71.4, 71.2, 71.1 at 1,250-2,000, its loss
+            flat near 610 from iteration 250."""
             outer = self.outer_loop or reference_loops(ipc)[0]
             if outer == 1:
                 return {"iterations": 1000, "init": "real", "pool_size": 64}
