@@ -761,3 +761,19 @@ def test_a_teacher_whose_batch_norm_never_trained_is_refused(real, teacher, tmp_
     save_file(state, str(d / "weights.safetensors"))
     with pytest.raises(FormatError, match="never saw a training batch"):
         load_teacher(d, real)
+
+
+def test_a_labeler_trained_after_its_compiled_teacher_trains_its_batch_norm(real, tmp_path):
+    """In one process: a compiled teacher is trained, then used (`logits` leaves it in evaluation
+    mode), then a short labeler of its recipe is trained and cached. The labeler's batch norm must
+    train on batch statistics (before 3b9d68b it ran on the teacher's mode: 0 batches tracked)."""
+    from datadistill.teachers import labeler
+
+    recipe = TINY_TEACHER.replace(compile=True, epochs=3, model_kwargs=(("norm", "batch"), ("width", 6)))
+    teacher = get_teacher(real, recipe, cache_dir=tmp_path)
+    teacher.logits(real.test.x[:8])
+    assert not teacher.model.training
+    short = labeler(teacher, real, 1)
+    norms = [m for m in short.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(int(m.num_batches_tracked) > 0 for m in norms)
+    load_teacher(short.info["path"], real)  # its cached copy loads
