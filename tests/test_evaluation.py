@@ -397,3 +397,21 @@ def test_compiled_step_is_not_tied_to_the_first_model_mode():
     for (name, a), b in zip(second.state_dict().items(), eager.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
     assert not first.training  # the caller's mode is left alone
+
+
+def test_predict_hands_the_model_back_in_its_mode():
+    """`predict` runs in evaluation mode and restores the caller's mode: a model kept in evaluation
+    mode (a teacher) is not switched to training, where batch norm would move its statistics."""
+    from datadistill.evaluation.train import predict
+    from datadistill.models.convnet import ConvNet
+
+    model = ConvNet(1, 10, (8, 8), depth=1, width=4, norm="batch")
+    x = torch.rand(6, 1, 8, 8)
+    model.eval()
+    predict(model, x, precision="fp32")
+    assert not model.training
+    model.train()
+    predict(model, x, precision="fp32")
+    assert model.training
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 0  # prediction never updated the statistics

@@ -303,14 +303,16 @@ def fit(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000, precision: str = "bf16") -> torch.Tensor:
-    """(N, K) float32 logits, computed where `x` lives (the model must be there too)."""
+    """(N, K) float32 logits, computed where `x` lives (the model must be there too), in evaluation
+    mode; the model is handed back in the mode it came in."""
+    was_training = model.training
     model.eval()
     outs = []
     for start in range(0, len(x), batch_size):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
                 exact_fp32(x.device.type, precision == "fp32"):
             outs.append(model(x[start:start + batch_size]).float())
-    model.train()
+    model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
 
