@@ -897,3 +897,21 @@ def test_teacher_speed_times_both_batch_norm_paths(tmp_path, npz, capsys, monkey
     assert "teacher training step" in (tmp_path / "B.md").read_text()
     code, _, err = run(["speed", "--what", "teacher", "--model", "lenet", "--results", str(results)], capsys)
     assert code != 0 and "--what evaluation" in err and len(err.strip().splitlines()) == 1
+
+
+def test_matching_speed_rows_are_written_whole(npz, tmp_path):
+    """dm and dc speed rows on tiny data: text fields are text, the figures name each path, the
+    file name and the command carry the rounds."""
+    from datadistill.bench.speed import dc_speed, dm_speed
+
+    dm = dm_speed("tensors", ipc=1, straightforward_iterations=2, steady_iterations=6, data_dir=str(npz),
+                  results_dir=tmp_path, quiet=True, rounds=2)
+    dc = dc_speed("tensors", ipc=1, method="dc", outer_steps=3, data_dir=str(npz), results_dir=tmp_path, quiet=True)
+    for row in (dm, dc):
+        assert all(isinstance(row[k], str) for k in ("what", "setting", "command", "finished"))
+    assert dm["what"].endswith("2 rounds (order alternating)") and dm["command"].endswith("--rounds 2")
+    assert len(dm["figures"]["straightforward s/iter per round"]) == 2
+    assert "ours s/outer step" in dc["figures"] and "rounds" not in dc["what"]
+    assert sorted(p.name for p in tmp_path.glob("speed-*.json")) == ["speed-dc-tensors-ipc1.json",
+                                                                    "speed-dm-tensors-ipc1-r2.json"]
+    assert json.loads((tmp_path / "speed-dm-tensors-ipc1-r2.json").read_text()) == dm

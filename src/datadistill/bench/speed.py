@@ -86,9 +86,7 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     times = alternating({name: measure(name) for name in paths}, rounds)
     figures: dict[str, Any] = {}
     for name in paths:
-        figures[f"{name} train s"] = round(_mean(times[name]), 1)
-        if rounds > 1:
-            figures[f"{name} train s per round"] = [round(t, 1) for t in times[name]]
+        _put_times(figures, f"{name} train s", times[name], rounds)
         figures[f"{name} test acc %"] = round(accs[name], 2)
     for slow in ("eager-fp32-plain", "eager-fp32"):
         if slow in paths and "fast" in paths:
@@ -100,28 +98,23 @@ def evaluation_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, epochs: i
     if "fast" in paths and "fast-loop-optimizer" in paths:
         figures["fused-optimizer speed-up"] = round(figures["fast-loop-optimizer train s"] / figures["fast train s"], 2)
     label = "ConvNet-3" if model == "convnet" else model
-    row = {"what": (f"evaluation, one {label} model, IPC {ipc}, {epochs} epochs, DSA, batch {batch}"
-                     + (", AdamW (the soft protocol's optimiser)" if optimizer == "adamw" else "")
-                     + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
-           "setting": (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; "
-                       + "; ".join(f"{name}: {PATH_TEXT[name]}" for name in paths)),
-           "figures": figures,
-           "command": (f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}"
-                       + (f" --model {model}" if model != "convnet" else "")
-                       + (f" --batch-size {batch_size}" if batch_size is not None else "")
-                       + (f" --rounds {rounds}" if rounds > 1 else "")
-                       + (f" --optimizer {optimizer}" if optimizer != "sgd" else "")),
-           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if results_dir is not None:
-        name = f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}"
-        if model != "convnet" or batch_size is not None:
-            name += f"-{model}-b{batch}"
-        if tuple(paths) != DEFAULT_EVAL_PATHS:
-            name += "-" + "+".join(paths)
-        if optimizer != "sgd":
-            name += f"-{optimizer}"
-        atomic_write_json(Path(results_dir) / f"{name}{_rounds_suffix(rounds)}.json", row)
-    return row
+    what = (f"evaluation, one {label} model, IPC {ipc}, {epochs} epochs, DSA, batch {batch}"
+            + (", AdamW (the soft protocol's optimiser)" if optimizer == "adamw" else ""))
+    setting = (f"{dataset}, random real subset seed 0, {torch.get_num_threads()} threads; "
+               + "; ".join(f"{name}: {PATH_TEXT[name]}" for name in paths))
+    command = (f"datadistill speed --dataset {dataset} --ipc {ipc} --epochs {epochs} --paths {','.join(paths)}"
+               + (f" --model {model}" if model != "convnet" else "")
+               + (f" --batch-size {batch_size}" if batch_size is not None else "")
+               + (f" --rounds {rounds}" if rounds > 1 else "")
+               + (f" --optimizer {optimizer}" if optimizer != "sgd" else ""))
+    name = f"speed-eval-{dataset}-ipc{ipc}-ep{epochs}"
+    if model != "convnet" or batch_size is not None:
+        name += f"-{model}-b{batch}"
+    if tuple(paths) != DEFAULT_EVAL_PATHS:
+        name += "-" + "+".join(paths)
+    if optimizer != "sgd":
+        name += f"-{optimizer}"
+    return _speed_row(what, setting, figures, command, rounds, results_dir, name)
 
 
 def alternating(measures: dict[str, Callable[[], float]], rounds: int,
@@ -151,6 +144,24 @@ def _rounds_suffix(rounds: int) -> str:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def _put_times(figures: dict[str, Any], label: str, values: list[float], rounds: int, digits: int = 1) -> None:
+    """figures[label]: the mean of one path's times; with several rounds, also each round's."""
+    figures[label] = round(_mean(values), digits)
+    if rounds > 1:
+        figures[f"{label} per round"] = [round(t, digits) for t in values]
+
+
+def _speed_row(what: str, setting: str, figures: dict[str, Any], command: str, rounds: int,
+               results_dir: Path | None, name: str) -> dict[str, Any]:
+    """A speed row (what, setting, figures, command, machine, finished), written atomically to
+    `results_dir`/`name`[-rN].json when a directory is given."""
+    row = {"what": what + (f", {rounds} rounds (order alternating)" if rounds > 1 else ""), "setting": setting,
+           "figures": figures, "command": command, "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if results_dir is not None:
+        atomic_write_json(Path(results_dir) / f"{name}{_rounds_suffix(rounds)}.json", row)
+    return row
 
 
 def _iteration_times(callback_times: list[float], skip: int) -> float:
@@ -244,24 +255,18 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
     if rounds > 1:
         for key, values in times.items():
             figures[f"{key} s/iter per round"] = [round(t, 4) for t in values]
-    row = {"what": (f"DM iteration, IPC {ipc}, 256 real images per class, DSA, ConvNet-3 width 128"
-                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
-           "setting": (f"{dataset}, {torch.get_num_threads()} threads; straightforward: the reference's per-class "
-                       "loop in eager fp32 with a fresh network and fresh real images every iteration; ours: classes "
-                       "batched, bf16 autocast, compiled synthetic side, real class means cached per view "
-                       f"(default pool {default.pool_size} views, one replaced every {default.refresh_every} "
-                       "iterations)"),
-           "figures": figures,
-           "command": (f"datadistill speed --what dm --dataset {dataset} --ipc {ipc}"
-                       + (f" --rounds {rounds}" if rounds > 1 else "")),
-           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-dm-{dataset}-ipc{ipc}{_rounds_suffix(rounds)}.json", row)
-    return row
+    what = f"DM iteration, IPC {ipc}, 256 real images per class, DSA, ConvNet-3 width 128"
+    setting = (f"{dataset}, {torch.get_num_threads()} threads; straightforward: the reference's per-class "
+               "loop in eager fp32 with a fresh network and fresh real images every iteration; ours: classes "
+               "batched, bf16 autocast, compiled synthetic side, real class means cached per view "
+               f"(default pool {default.pool_size} views, one replaced every {default.refresh_every} "
+               "iterations)")
+    command = f"datadistill speed --what dm --dataset {dataset} --ipc {ipc}" + (f" --rounds {rounds}" if rounds > 1 else "")
+    return _speed_row(what, setting, figures, command, rounds, results_dir, f"speed-dm-{dataset}-ipc{ipc}")
 
 
 def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int, outer_loop: int, inner_loop: int,
-                       batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
+               batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
     """Seconds per DC / DSA outer step written the straightforward way (as the reference `main.py`):
     eager fp32, plain modules; per class a real gradient (256 images) and a synthetic gradient with
     `create_graph`, one image step, then `inner_loop` epochs of training the network on the set.
@@ -378,19 +383,14 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     if rounds > 1:
         for key, values in times.items():
             figures[f"{key} s/outer step per round"] = [round(t, 4) for t in values]
-    row = {"what": (f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
-                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
-           "setting": (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
-                       "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
-                       "synthetic side (double backward), compiled bf16 inner training" + pooled),
-           "figures": figures,
-           "command": (f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}"
-                       + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())
-                       + (f" --rounds {rounds}" if rounds > 1 else "")),
-           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-{method}-{dataset}-ipc{ipc}{_rounds_suffix(rounds)}.json", row)
-    return row
+    what = f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
+    setting = (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
+               "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
+               "synthetic side (double backward), compiled bf16 inner training" + pooled)
+    command = (f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}"
+               + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())
+               + (f" --rounds {rounds}" if rounds > 1 else ""))
+    return _speed_row(what, setting, figures, command, rounds, results_dir, f"speed-{method}-{dataset}-ipc{ipc}")
 
 
 def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: str | None = None,
@@ -433,20 +433,13 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
     times = alternating({name: measure(name) for name in paths}, rounds)
     figures: dict[str, Any] = {}
     for name in paths:
-        figures[f"{name} ms/step"] = round(_mean(times[name]), 1)
-        if rounds > 1:
-            figures[f"{name} ms/step per round"] = [round(t, 1) for t in times[name]]
+        _put_times(figures, f"{name} ms/step", times[name], rounds)
     figures["speed-up"] = round(figures["modules ms/step"] / figures["patch-statistics ms/step"], 2)
-    row = {"what": (f"teacher training step (default recipe: ConvNet-3 with batch norm, batch {recipe.batch_size}, "
-                    f"{recipe.augment}, {recipe.precision}, compiled), {steps} steps x 2 epochs"
-                    + (f", {rounds} rounds (order alternating)" if rounds > 1 else "")),
-           "setting": (f"{dataset}, the first {n} training images, {torch.get_num_threads()} threads; modules: the first "
-                       "block's nn.BatchNorm2d; patch-statistics: its batch statistics from the patches' mean and "
-                       "covariance, folded into the conv (what teachers train with)"),
-           "figures": figures,
-           "command": (f"datadistill speed --what teacher --dataset {dataset} --iterations {steps}"
-                       + (f" --rounds {rounds}" if rounds > 1 else "")),
-           "machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if results_dir is not None:
-        atomic_write_json(Path(results_dir) / f"speed-teacher-{dataset}-s{steps}{_rounds_suffix(rounds)}.json", row)
-    return row
+    what = (f"teacher training step (default recipe: ConvNet-3 with batch norm, batch {recipe.batch_size}, "
+            f"{recipe.augment}, {recipe.precision}, compiled), {steps} steps x 2 epochs")
+    setting = (f"{dataset}, the first {n} training images, {torch.get_num_threads()} threads; modules: the first "
+               "block's nn.BatchNorm2d; patch-statistics: its batch statistics from the patches' mean and "
+               "covariance, folded into the conv (what teachers train with)")
+    command = (f"datadistill speed --what teacher --dataset {dataset} --iterations {steps}"
+               + (f" --rounds {rounds}" if rounds > 1 else ""))
+    return _speed_row(what, setting, figures, command, rounds, results_dir, f"speed-teacher-{dataset}-s{steps}")
