@@ -164,6 +164,22 @@ def test_soft_labels_round_trip_through_the_format(real, teacher, tmp_path):
     assert {"images", "labels", "classes", "view_logits", "view_boxes"} <= raw.keys()
 
 
+def test_relabelling_a_loaded_set_records_this_code(real, teacher, tmp_path):
+    """A loaded set keeps the revision that made it through a re-save; relabelling makes new labels,
+    so the relabelled set names the code that made them."""
+    from datadistill.methods._decoupled import RelabelConfig, relabel_set
+    from datadistill.synthetic import _git_revision
+
+    get_method("random").distill(real, 2, seed=0).save(tmp_path / "h")
+    m = json.loads((tmp_path / "h" / "manifest.json").read_text())
+    m["git_revision"] = "e" * 40
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps(m))
+    loaded = SyntheticSet.load(tmp_path / "h")
+    assert loaded.manifest()["git_revision"] == "e" * 40
+    soft = relabel_set(loaded, teacher, RelabelConfig(label_epochs=-1, soft_labels="image"), seed=0, flip=True)
+    assert soft.manifest()["git_revision"] == _git_revision() != "e" * 40
+
+
 def test_storage_accounts_for_soft_labels_and_views(real, teacher):
     syn = _soft_set(real, teacher)
     sb = syn.storage_bytes

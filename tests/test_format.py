@@ -56,6 +56,26 @@ def test_manifest_is_self_describing(tmp_path):
     assert m["storage_bytes"]["total"] == 6 * 64 * 4 + 6 * 3 * 4
 
 
+def test_resave_keeps_the_code_that_made_the_set(tmp_path):
+    """`evaluate` re-saves a loaded set with its results: the manifest must still name the code
+    that made the images, not the code that evaluated them (it stamped its own revision before)."""
+    from datadistill import __version__
+    from datadistill.synthetic import _git_revision
+
+    make_set().save(tmp_path)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["library_version"] == __version__ and m["git_revision"] == _git_revision()
+    m.update(library_version="0.0.1", git_revision="f" * 40)
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    back = load(tmp_path)
+    back.meta["validation"] = {"convnet": {"mean": 50.0}}
+    back.save(tmp_path)
+    again = json.loads((tmp_path / "manifest.json").read_text())
+    assert again["library_version"] == "0.0.1" and again["git_revision"] == "f" * 40
+    assert again["validation"] == {"convnet": {"mean": 50.0}}
+    assert "made_by" not in again
+
+
 def test_loadable_with_only_torch_and_safetensors(tmp_path):
     """What the README shows: no datadistill import needed."""
     make_set().save(tmp_path)

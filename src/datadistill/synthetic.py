@@ -52,6 +52,9 @@ class SyntheticSet:
     meta: dict[str, Any] = field(default_factory=dict)  # wall_time_s, iterations, evaluation, ...
     classes: torch.Tensor | None = None
     views: dict[str, torch.Tensor] | None = None
+    # `library_version` and `git_revision` of the code that made a set loaded from disk, which a
+    # re-save (e.g. `evaluate` adding its results) keeps; None: the set was made by this process's code
+    made_by: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -150,8 +153,7 @@ class SyntheticSet:
             "has_weights": self.weights is not None,
             "has_views": self.views is not None,
             "storage_bytes": self.storage_bytes,
-            "library_version": __version__,
-            "git_revision": _git_revision(),
+            **(self.made_by or {"library_version": __version__, "git_revision": _git_revision()}),
             **self.meta,
         }
 
@@ -199,6 +201,7 @@ class SyntheticSet:
                 seed=int(manifest.get("seed", 0)), lr=t.get("lr"), weights=t.get("weights"),
                 classes=t.get("classes"), views=views,
                 meta={k: v for k, v in manifest.items() if k not in known},
+                made_by={k: manifest.get(k) for k in ("library_version", "git_revision")},
             )
         except KeyError as e:
             raise FormatError(f"{mpath}: missing field {e}") from None

@@ -153,4 +153,4 @@ def relabel_set(syn: SyntheticSet, teacher, cfg: RelabelConfig, *, seed: int, fl
         views = relabel_views(x, lab.logits, syn.num_classes, recipe, g, flip, progress)
         meta["soft_labels"] = describe_views(recipe, views)
     return dataclasses.replace(syn, labels=probs, classes=syn.hard_labels.clone(), views=views,
-                               meta={**syn.meta, **meta})
+                               meta={**syn.meta, **meta}, made_by=None)  # the labels are this code's
