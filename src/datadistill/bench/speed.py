@@ -149,6 +149,11 @@ def _mean(values: list[float]) -> float:
 def _put_times(figures: dict[str, Any], label: str, values: list[float], rounds: int, digits: int = 1) -> None:
     """figures[label]: the mean of one path's times; with several rounds, also each round's."""
     figures[label] = round(_mean(values), digits)
+    _put_rounds(figures, label, values, rounds, digits)
+
+
+def _put_rounds(figures: dict[str, Any], label: str, values: list[float], rounds: int, digits: int) -> None:
+    """figures['<label> per round']: each round's time of one path, when there are several rounds."""
     if rounds > 1:
         figures[f"{label} per round"] = [round(t, digits) for t in values]
 
@@ -252,9 +257,8 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
         f"({default.iterations} iterations, {n_views} views) {amortised:.4f} s/iteration amortised")
     figures["speed-up (straightforward / amortised)"] = round(t_plain / amortised, 1)
     figures["speed-up (straightforward / fresh view)"] = round(t_plain / t_fresh, 1)
-    if rounds > 1:
-        for key, values in times.items():
-            figures[f"{key} s/iter per round"] = [round(t, 4) for t in values]
+    for key, values in times.items():
+        _put_rounds(figures, f"{key} s/iter", values, rounds, 4)
     what = f"DM iteration, IPC {ipc}, 256 real images per class, DSA, ConvNet-3 width 128"
     setting = (f"{dataset}, {torch.get_num_threads()} threads; straightforward: the reference's per-class "
                "loop in eager fp32 with a fresh network and fresh real images every iteration; ours: classes "
@@ -266,7 +270,7 @@ def dm_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, straightforward_i
 
 
 def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int, outer_loop: int, inner_loop: int,
-               batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
+                       batch_real: int = 256, width: int = 128, dsa: bool = True, seed: int = 0) -> float:
     """Seconds per DC / DSA outer step written the straightforward way (as the reference `main.py`):
     eager fp32, plain modules; per class a real gradient (256 images) and a synthetic gradient with
     `create_graph`, one image step, then `inner_loop` epochs of training the network on the set.
@@ -380,9 +384,8 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
             f"views: {amortised:.4f} s per outer step amortised")
         pooled = (f"; pooled: the first outer step's real gradients cached per view (pool {size}, one replaced "
                   f"every {every} iterations, {total} iterations)")
-    if rounds > 1:
-        for key, values in times.items():
-            figures[f"{key} s/outer step per round"] = [round(t, 4) for t in values]
+    for key, values in times.items():
+        _put_rounds(figures, f"{key} s/outer step", values, rounds, 4)
     what = f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
     setting = (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
                "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
