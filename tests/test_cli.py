@@ -202,6 +202,27 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     assert f"NVIDIA H200 (`--device cuda`): {row['method']} IPC {row['ipc']} (own evaluation: partly)." in md.read_text()
 
 
+def test_bench_report_keeps_machines_and_seed_sets_apart(tmp_path, npz, capsys):
+    """Seeds of one cell distilled on different CPUs get one mean time per CPU, not a mean across
+    them under one CPU's name; each Reproduce command names only the seeds its cells hold."""
+    results, md = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    common = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "1", "--protocol", "dc", *FAST_EVAL,
+              "--results", str(results), "--markdown", str(md)]
+    assert run([*common, "--methods", "random", "--seeds", "0,1"], capsys)[0] == 0
+    assert run([*common, "--methods", "class-mean", "--seeds", "0"], capsys)[0] == 0
+    amd = {"cpus": 2, "threads": 2, "processor": "AMD EPYC", "bf16": "avx512_bf16"}
+    for seed, wall, where in ((0, 100.0, None), (1, 300.0, amd)):
+        path = next(results.glob(f"*random*seed{seed}*.json"))
+        cell = json.loads(path.read_text())
+        path.write_text(json.dumps({**cell, "distill_wall_time_s": wall, "distill_machine": where}))
+    assert run([*common, "--methods", "random", "--seeds", "0,1", "--report-only"], capsys)[0] == 0
+    text = md.read_text()
+    assert "| 100, 300 (AMD EPYC) |" in text and "| 200" not in text
+    assert "--methods class-mean --ipc 1 --seeds 0 --protocol dc" in text
+    assert "--methods random --ipc 1 --seeds 0,1 --protocol dc" in text
+    assert "--methods class-mean,random" not in text  # class-mean has no seed 1
+
+
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):
     import torch
 

@@ -252,6 +252,35 @@ def _on_gpu(cell: dict[str, Any]) -> bool:
     return cell.get("distill_device", "cpu").startswith("cuda") or bool(_eval_devices(cell))
 
 
+def _distill_times(sel: list[dict[str, Any]]) -> tuple[str, bool, bool]:
+    """A cell's distill time (s), the mean over its seeds' cells, with the machine it was measured
+    on when that is a GPU, a CPU without AMX or not 2 threads; seeds distilled on different machines
+    get one mean per machine ('286, 466 (AMD EPYC)'), never one mean across them. Also returns
+    whether any time is a GPU's and whether any is a CPU's without AMX."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in sel:
+        gpu = _device_label(r.get("distill_device", "cpu"))
+        threads = (_distill_machine(r) or {}).get("threads")
+        groups[(gpu, _cpu_without_amx(r) if gpu == "cpu" else None, threads if gpu == "cpu" else None)].append(r)
+    parts, off_cpu, slow_cpu = [], False, False
+    # the 2-thread CPU times with AMX or unknown first, then the marked ones
+    for (gpu, cpu, threads), rs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "cpu", kv[0][1] or "",
+                                                                          kv[0][2] not in (None, 2), str(kv[0]))):
+        t = f"{statistics.fmean(r['distill_wall_time_s'] for r in rs):.0f}"
+        if gpu != "cpu":  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
+            t += f" ({gpu})"
+            off_cpu = True
+        else:
+            marks = [cpu] if cpu else []
+            if threads is not None and threads != 2:
+                marks.append(f"{threads} thread{'s' if threads > 1 else ''}")
+            if marks:
+                t += f" ({', '.join(marks)})"
+            slow_cpu = slow_cpu or bool(cpu)
+        parts.append(t)
+    return ", ".join(parts), off_cpu, slow_cpu
+
+
 def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
     """Write the report of the cells in `results_dir` to `out` (atomically). An existing `out` must
     be this directory's report (`check_markdown_target`); anything else raises ConfigError."""
@@ -285,21 +314,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
                     std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
                     n_seeds = len({r["seed"] for r in sel})
                     cellv.append(f"{mean:.1f} ± {std:.1f}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else ""))
-                    t = f"{statistics.fmean(r['distill_wall_time_s'] for r in sel):.0f}"
-                    threads = {(_distill_machine(r) or {}).get("threads") for r in sel} - {None}
-                    gpus = {_device_label(r.get("distill_device", "cpu")) for r in sel} - {"cpu"}
-                    cpus = {c for r in sel if (c := _cpu_without_amx(r))}
-                    if gpus:  # a set distilled off the CPU (`--device cuda`): its time is not a CPU figure
-                        t += f" ({', '.join(sorted(gpus))})"
-                        off_cpu = True
-                    else:
-                        marks = sorted(cpus)
-                        if threads and threads != {2}:
-                            plural = "s" if max(threads) > 1 else ""
-                            marks.append(f"{'/'.join(map(str, sorted(threads)))} thread{plural}")
-                        if marks:
-                            t += f" ({', '.join(marks)})"
-                        slow_cpu = slow_cpu or bool(cpus)
+                    t, gpu, slow = _distill_times(sel)
+                    off_cpu, slow_cpu = off_cpu or gpu, slow_cpu or slow
                     times.append(t)
                     ys.append((k, mean))
                 else:
@@ -342,26 +358,33 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             rel = png.relative_to(out.parent)
             lines += [f"![accuracy against IPC]({rel.as_posix()})", ""]
             plots.append(png)
-        seeds = sorted({r["seed"] for r in rows})
         # one command for the rows with default configs, one per row with overrides (each set of
-        # overrides is its own config; merging them into one command would run a different one)
-        variants: dict[str, tuple[set[str], set[int]]] = {}
+        # overrides is its own config; merging them into one command would run a different one),
+        # each also split by the seeds its cells hold (a command must not name seeds never run)
+        seeds_of: dict[tuple, set[int]] = defaultdict(set)
+        keys: dict[tuple, str] = {}
         for r in rows:
             ov = r.get("method_overrides") or {}
             key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
             if _on_gpu(r):
                 key = (key + " --device cuda").strip()  # the set was distilled or evaluated there
-            methods_ipcs = variants.setdefault(key, (set(), set()))
-            methods_ipcs[0].add(r["method"])
-            methods_ipcs[1].add(r["ipc"])
+            seeds_of[(key, r["method"], r["ipc"])].add(r["seed"])
+        variants: dict[tuple[str, tuple[int, ...]], tuple[set[str], set[int]]] = {}
+        for (key, method, ipc), seeds in seeds_of.items():
+            methods_ipcs = variants.setdefault((key, tuple(sorted(seeds))), (set(), set()))
+            methods_ipcs[0].add(method)
+            methods_ipcs[1].add(ipc)
         commands = []
-        for key, (names, ks) in sorted(variants.items()):
+        full_data = any(r["dataset"] == dataset for r in refs)
+        for (key, seeds), (names, ks) in sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
             commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
                             + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
                             + f" --protocol {tag.split('-')[0]}"
-                            + (" --full-data" if not key and any(r["dataset"] == dataset for r in refs) else "")
+                            + (" --full-data" if not key and full_data else "")
                             + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
                             + (f" {key}" if key else "") + "`")
+            if not key:
+                full_data = False  # the references once, with the first default-config command
         lines += ["Reproduce: " + commands[0] if len(commands) == 1 else "Reproduce:", ""]
         if len(commands) > 1:
             lines += [f"- {c}" for c in commands] + [""]
