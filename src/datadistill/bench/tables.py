@@ -362,7 +362,6 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         # overrides is its own config; merging them into one command would run a different one),
         # each also split by the seeds its cells hold (a command must not name seeds never run)
         seeds_of: dict[tuple, set[int]] = defaultdict(set)
-        keys: dict[tuple, str] = {}
         for r in rows:
             ov = r.get("method_overrides") or {}
             key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
