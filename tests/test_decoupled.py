@@ -440,7 +440,7 @@ def test_label_robust_scores():
     assert label_robust_scores(80, 85, 70, 65, None)["gain_survival"] is None  # no gain to survive
 
 
-def test_bench_soft_track_row(tmp_path, monkeypatch):
+def test_bench_soft_track_row(tmp_path, monkeypatch, capsys):
     """A soft-label cell carries (a) random subset with the same soft labels, (b) the same images with
     hard labels, (c) bytes, and the scores; its sub-evaluations are cached in the set's directory."""
     from conftest import write_tiny_npz
@@ -494,12 +494,16 @@ def test_bench_soft_track_row(tmp_path, monkeypatch):
     assert row_r["set_digest"] != row["set_digest"]
     assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 2
     save_file(first_weights, str(wfile))
-    # another teacher: the stored set (relabelled by the first) is not reused, nor its sub-evaluations
-    path.unlink()
+    # another teacher (as when the default recipe changes): the cell made with the first is moved
+    # aside and run again; the stored set (relabelled by the first) is not reused, nor its sub-evaluations
+    capsys.readouterr()
     other = dataclasses.replace(grid, teacher_overrides=grid.teacher_overrides + ("seed=1",))
     [path2] = run_grid(other, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets")
+    assert "made with another teacher" in capsys.readouterr().err
+    assert json.loads((tmp_path / "results" / "superseded" / path.name).read_text())["teacher"] == row_r["teacher"]
     row2 = json.loads(path2.read_text())
     assert row2["teacher"]["key"] != row["teacher"]["key"]
+    assert run_grid(other, tmp_path / "results", quiet=True, sets_dir=tmp_path / "sets") == []  # now current
     assert len(list((tmp_path / "sets").glob("*random*/track-soft*-relabel-*.json"))) == 3
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md

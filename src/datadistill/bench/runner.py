@@ -115,12 +115,18 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         overrides = grid.overrides_for(method)
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
         if path.exists():
-            config = METHODS.get(method).with_overrides(overrides).for_ipc(ipc).config
-            if not stale_cell(path, config_dict(config), protocol.as_dict(), config_before_fields(method, ipc),
-                              type(protocol)().as_dict()):
+            m = METHODS.get(method).with_overrides(overrides).for_ipc(ipc)
+            why = "another method config or protocol"
+            stale = stale_cell(path, config_dict(m.config), protocol.as_dict(), config_before_fields(method, ipc),
+                               type(protocol)().as_dict())
+            if not stale and "needs_teacher" in m.tags:
+                real = real if real is not None else grid.load_real()
+                stale = stale_teacher(path, _teacher_key(grid, real))
+                why = "another teacher (its recipe or the default recipe changed)"
+            if not stale:
                 continue
             moved = supersede(path)
-            print(f"{path.name}: made with another method config or protocol; moved to {moved}, running it again",
+            print(f"{path.name}: made with {why}; moved to {moved}, running it again",
                   file=sys.stderr, flush=True)  # even with --quiet: a file on disk moved
         todo.append((method, ipc, seed))
     if grid.full_data:
@@ -334,6 +340,14 @@ def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, An
 
     return _differs(row.get("method_config", {}), method_config, method_defaults) or \
         _differs(stored, protocol, protocol_defaults)
+
+
+def stale_teacher(path: Path, key: str) -> bool:
+    """Whether a stored cell of a method that needs a teacher was made with a teacher other than the
+    one of key `key` (the grid's recipe): its set, soft labels and random-subset comparison all came
+    from that teacher. A cell that recorded no teacher is not judged."""
+    recorded = json.loads(path.read_text()).get("teacher", {}).get("key")
+    return recorded is not None and recorded != key
 
 
 def _differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
