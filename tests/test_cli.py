@@ -439,6 +439,14 @@ def test_other_sets_leaves_out_cells_of_another_config_or_set(tmp_path):
     assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config) == {
         "a": ["dsa"], UNRECORDED: ["dsa-mlp"]}
     assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {"candidates": "3"}, config) == {}
+    # cells made with another teacher than today's are made again, so they do not hold the set back
+    for tag, key in (("soft-mlp", "old"), ("soft-vgg", "new")):
+        row = {"dataset": "tensors", "method": "best-of-random", "ipc": 1, "seed": 0, "protocol_tag": tag,
+               "method_config": config, "method_overrides": {}, "set_digest": f"by-{key}", "teacher": {"key": key}}
+        (tmp_path / f"tensors__best-of-random__ipc1__seed0__{tag}.json").write_text(json.dumps(row))
+    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config, teacher_key="new") == {
+        "a": ["dsa"], "by-new": ["soft-vgg"], UNRECORDED: ["dsa-mlp"]}
+    assert other_sets(tmp_path, "tensors", "best-of-random", 1, 0, {}, config)["by-old"] == ["soft-mlp"]
 
 
 def test_bench_cells_with_config_overrides_are_rows_of_their_own(tmp_path, npz, capsys):

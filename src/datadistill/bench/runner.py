@@ -178,7 +178,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         set_digest = digest(syn.tensors())
         if not grid.allow_other_set:
             check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, method_config, set_digest,
-                           distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"))
+                           distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"),
+                           teacher_key=_teacher_key(grid, real) if "needs_teacher" in m.tags else None)
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -235,13 +236,14 @@ UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set dige
 
 
 def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
-                   method_config: dict[str, Any], set_digest: str, *, distilled_now: bool, put_back: str) -> None:
+                   method_config: dict[str, Any], set_digest: str, *, distilled_now: bool, put_back: str,
+                   teacher_key: str | None = None) -> None:
     """Raise ConfigError when the set about to be evaluated (`set_digest`, made with `method_config`,
-    the concrete method's config as `config_dict` gives it) may not be the one the set's other cells
-    evaluated (`other_sets`), so their row would mix two sets: another digest, or a set distilled
-    again while some cells recorded none."""
+    the concrete method's config as `config_dict` gives it, and the teacher of `teacher_key` when it
+    needs one) may not be the one the set's other cells evaluated (`other_sets`), so their row would
+    mix two sets: another digest, or a set distilled again while some cells recorded none."""
     others = other_sets(results_dir, dataset, method, ipc, seed, overrides, method_config,
-                        config_before_fields(method, ipc))
+                        config_before_fields(method, ipc), teacher_key=teacher_key)
     unknown = others.pop(UNRECORDED, [])
     cell = f"{method} ipc={ipc} seed={seed}"
     if unknown and distilled_now:
@@ -260,11 +262,13 @@ def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed:
 
 
 def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
-               method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None) -> dict[str, list[str]]:
+               method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None, *,
+               teacher_key: str | None = None) -> dict[str, list[str]]:
     """The sets that the stored cells of one set (dataset, method, IPC, seed, method overrides, under
     any protocol or architecture) evaluated: {set digest: the cells' protocol tags}; cells written
     before cells recorded a digest come under `UNRECORDED`. Cells made with another method config
-    (as `stale_cell` judges it) are left out: their set is distilled again."""
+    (as `stale_cell` judges it) are left out: their set is distilled again; so are, with a
+    `teacher_key`, cells made with another teacher (`stale_teacher`: they are made again too)."""
     out: dict[str, list[str]] = {}
     for path in sorted(results_dir.glob(f"{dataset}__{method}__ipc{ipc}__seed{seed}__*.json")):
         try:
@@ -275,6 +279,8 @@ def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int
                 or row.get("method_overrides", {}) != overrides:
             continue
         if _differs(row.get("method_config", {}), method_config, method_defaults):
+            continue
+        if teacher_key is not None and row.get("teacher", {}).get("key") not in (None, teacher_key):
             continue
         out.setdefault(row.get("set_digest", UNRECORDED), []).append(row.get("protocol_tag", "?"))
     return out

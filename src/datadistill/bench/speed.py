@@ -438,7 +438,8 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
     for name in paths:
         _put_times(figures, f"{name} ms/step", times[name], rounds)
     figures["speed-up"] = round(figures["modules ms/step"] / figures["patch-statistics ms/step"], 2)
-    what = (f"teacher training step (default recipe: ConvNet-3 with batch norm, batch {recipe.batch_size}, "
+    width = dict(recipe.model_kwargs).get("width", 128)
+    what = (f"teacher training step (default recipe: ConvNet-3 of width {width} with batch norm, batch {recipe.batch_size}, "
             f"{recipe.augment}, {recipe.precision}, compiled), {steps} steps x 2 epochs")
     setting = (f"{dataset}, the first {n} training images, {torch.get_num_threads()} threads; modules: the first "
                "block's nn.BatchNorm2d; patch-statistics: its batch statistics from the patches' mean and "

@@ -528,11 +528,15 @@ def _soft_track(cells: list[dict]) -> list[str]:
         teachers = _networks_used(sel, "teacher")
         for tch, used in teachers.values():
             digest = f", weights {tch['weights_digest']}" if tch.get("weights_digest") else ""
+            kwargs = "".join(f", {k} {v}" for k, v in sorted(tch["recipe"].get("model_kwargs", {}).items()))
+            off = _off_default_recipe(tch["recipe"])
             lines.append(f"\nTeacher `{tch.get('key')}`{digest}: test {tch.get('test_accuracy')}%, trained in "
-                         f"{tch.get('train_time_s')} s{_trained_on(tch)} ({tch['recipe']['model']}, "
+                         f"{tch.get('train_time_s')} s{_trained_on(tch)} ({tch['recipe']['model']}{kwargs}, "
                          f"{tch['recipe']['epochs']} epochs; "
                          "not counted in the distill times)."
-                         + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else ""))
+                         + (f" It labelled: {', '.join(used)}." if len(teachers) > 1 else "")
+                         + (f" Not today's default teacher recipe (it differs in {', '.join(off)}): the Reproduce "
+                            "command trains today's teacher and makes these cells again." if off else ""))
         for lab, used in _networks_used(sel, "labeler").values():
             lines.append(f"\nLabeler `{lab.get('key')}`, weights {lab.get('weights_digest')}: the teacher's recipe trained "
                          f"{lab['recipe']['epochs']} epochs, test {lab.get('test_accuracy')}%, trained in "
@@ -696,6 +700,15 @@ def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) ->
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _off_default_recipe(recipe: dict[str, Any]) -> list[str]:
+    """The fields in which a recorded teacher recipe differs from today's default (`compile`, a
+    speed setting, aside): a cell made with it is not what its Reproduce command makes today."""
+    from ..teachers import TeacherRecipe
+
+    today = TeacherRecipe().as_dict()
+    return sorted(k for k in today.keys() | recipe.keys() if k != "compile" and recipe.get(k) != today.get(k))
 
 
 def _trained_on(net: dict[str, Any]) -> str:
