@@ -223,6 +223,27 @@ def test_bench_report_keeps_machines_and_seed_sets_apart(tmp_path, npz, capsys):
     assert "--methods class-mean,random" not in text  # class-mean has no seed 1
 
 
+def test_reproduce_commands_split_by_seeds_overrides_and_device():
+    """The soft-label track's Reproduce line is made as the hard tables' is: one command per set of
+    seeds (IPC 1 at three seeds, the rest at one), per override set, and --device cuda where a cell
+    ran there."""
+    from datadistill.bench.tables import _reproduce_commands
+
+    def row(method, ipc, seed, overrides=None, device="cpu"):
+        return {"dataset": "d", "method": method, "ipc": ipc, "seed": seed, "method_overrides": overrides or {},
+                "distill_device": device, "protocol_overrides": ["model=mlp"], "evaluation": {}}
+
+    rows = [row(m, 1, s) for m in ("rded", "sre2l") for s in (0, 1, 2)] + [row("rded", 10, 0), row("sre2l", 50, 0)]
+    rows += [row("rded", 10, 0, {"draws": 2}), row("sre2l", 10, 0, device="cuda")]
+    assert _reproduce_commands(rows, "d", "soft-abc") == [
+        "`datadistill bench --dataset d --methods rded,sre2l --ipc 10,50 --seeds 0 --protocol soft --eval-set model=mlp`",
+        "`datadistill bench --dataset d --methods rded,sre2l --ipc 1 --seeds 0,1,2 --protocol soft --eval-set model=mlp`",
+        "`datadistill bench --dataset d --methods sre2l --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp "
+        "--device cuda`",
+        "`datadistill bench --dataset d --methods rded --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp "
+        "--set rded.draws=2`"]
+
+
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):
     import torch
 

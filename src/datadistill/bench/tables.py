@@ -358,32 +358,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             rel = png.relative_to(out.parent)
             lines += [f"![accuracy against IPC]({rel.as_posix()})", ""]
             plots.append(png)
-        # one command for the rows with default configs, one per row with overrides (each set of
-        # overrides is its own config; merging them into one command would run a different one),
-        # each also split by the seeds its cells hold (a command must not name seeds never run)
-        seeds_of: dict[tuple, set[int]] = defaultdict(set)
-        for r in rows:
-            ov = r.get("method_overrides") or {}
-            key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
-            if _on_gpu(r):
-                key = (key + " --device cuda").strip()  # the set was distilled or evaluated there
-            seeds_of[(key, r["method"], r["ipc"])].add(r["seed"])
-        variants: dict[tuple[str, tuple[int, ...]], tuple[set[str], set[int]]] = {}
-        for (key, method, ipc), seeds in seeds_of.items():
-            methods_ipcs = variants.setdefault((key, tuple(sorted(seeds))), (set(), set()))
-            methods_ipcs[0].add(method)
-            methods_ipcs[1].add(ipc)
-        commands = []
-        full_data = any(r["dataset"] == dataset for r in refs)
-        for (key, seeds), (names, ks) in sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
-            commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
-                            + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
-                            + f" --protocol {tag.split('-')[0]}"
-                            + (" --full-data" if not key and full_data else "")
-                            + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
-                            + (f" {key}" if key else "") + "`")
-            if not key:
-                full_data = False  # the references once, with the first default-config command
+        commands = _reproduce_commands(rows, dataset, tag, any(r["dataset"] == dataset for r in refs))
         lines += ["Reproduce: " + commands[0] if len(commands) == 1 else "Reproduce:", ""]
         if len(commands) > 1:
             lines += [f"- {c}" for c in commands] + [""]
@@ -543,17 +518,44 @@ def _soft_track(cells: list[dict]) -> list[str]:
                          f"{lab.get('train_time_s')} s{_trained_on(lab)} (`label_epochs`; the teacher chose or made the "
                          "images). It labelled: "
                          f"{', '.join(used)}.")
-        methods = sorted({c["method"] for c in sel})
-        ipcs = sorted({c["ipc"] for c in sel})
-        evs = "".join(f" --eval-set {o}" for o in sel[0].get("protocol_overrides", []))
-        if any(_on_gpu(c) for c in sel):
-            evs += " --device cuda"
         gpu_evals = _gpu_eval_note(sel)
         if gpu_evals:
             lines += ["", *gpu_evals]
-        lines += ["", f"Reproduce: `datadistill bench --dataset {dataset} --methods {','.join(methods)} --ipc "
-                  f"{','.join(map(str, ipcs))} --protocol {tag.split('-')[0]}{evs}`", ""]
+        commands = _reproduce_commands(sel, dataset, tag)
+        lines += ["", "Reproduce: " + commands[0] if len(commands) == 1 else "Reproduce:", ""]
+        if len(commands) > 1:
+            lines += [f"- {c}" for c in commands] + [""]
     return lines
+
+
+def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full_data: bool = False) -> list[str]:
+    """The `bench` commands that make a table's cells: one for the rows with default configs, one
+    per row with overrides (each set of overrides is its own config; merging them into one command
+    would run a different one), each also split by the seeds its cells hold (a command must not name
+    seeds never run). `full_data`: the first default-config command also makes the references."""
+    seeds_of: dict[tuple, set[int]] = defaultdict(set)
+    for r in rows:
+        ov = r.get("method_overrides") or {}
+        key = " ".join(f"--set {r['method']}.{k}={v}" for k, v in sorted(ov.items()))
+        if _on_gpu(r):
+            key = (key + " --device cuda").strip()  # the set was distilled or evaluated there
+        seeds_of[(key, r["method"], r["ipc"])].add(r["seed"])
+    variants: dict[tuple[str, tuple[int, ...]], tuple[set[str], set[int]]] = {}
+    for (key, method, ipc), seeds in seeds_of.items():
+        methods_ipcs = variants.setdefault((key, tuple(sorted(seeds))), (set(), set()))
+        methods_ipcs[0].add(method)
+        methods_ipcs[1].add(ipc)
+    commands = []
+    for (key, seeds), (names, ks) in sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
+        commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
+                        + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
+                        + f" --protocol {tag.split('-')[0]}"
+                        + (" --full-data" if not key and full_data else "")
+                        + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
+                        + (f" {key}" if key else "") + "`")
+        if not key:
+            full_data = False  # the references once, with the first default-config command
+    return commands
 
 
 def _cross_architecture(cells: list[dict]) -> list[str]:

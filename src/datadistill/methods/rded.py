@@ -99,7 +99,7 @@ def auto_selection(ipc: int) -> str:
     """The default selection: 'medoid' from IPC 2 to 10, 'cluster' otherwise. Chosen on the
     validation split (Fashion-MNIST, soft protocol, 2 models), by a rule declared before the screen
     (adopt where medoid beats the default by 1 point at IPC 1, by 0.2 at IPC 10), applied to every
-    screen of it, 2026-11-28's and stop 15's (both with the committed teacher, seed 0 unless named):
+    screen of it, 2026-11-28's and stop 15's (both with the width-128 teacher then the default, seed 0 unless named):
     IPC 10, medoid (300 candidates) 90.78 and 90.71 against cluster 90.24 and 90.64 (mean +0.31;
     the whole class as candidates 90.59; a random subset relabelled the same way 90.16). Adopted.
     IPC 1, the class medoid (the whole class as candidates) 79.10 and 78.56 (relabel seeds 0, 1)
@@ -131,7 +131,7 @@ def auto_draws(ipc: int) -> int:
     training images, `RDED._best_draw`), 1 above. At IPC 1 which images are drawn moves the result
     by up to 6 points (`auto_candidates`), and a proxy (the soft protocol, 300 epochs, 1 model,
     scored on 2,000 training images no draw can select) tells the draws apart. Chosen on the
-    validation split (Fashion-MNIST, soft protocol, 2 models, the committed teacher) by a rule
+    validation split (Fashion-MNIST, soft protocol, 2 models, the width-128 teacher then the default) by a rule
     declared before the screen (adopt if the mean over seeds 0 / 1 / 2 gains 1 point): 8 draws
     79.26 / 78.32 / 78.78 (mean 78.79) against one draw 76.06 / 76.17 / 79.67 (77.30): +1.49, and
     the spread between seeds falls from 3.6 to 0.9 points. Cost: about 40 s per draw on 2 cores
