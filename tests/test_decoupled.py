@@ -517,13 +517,16 @@ def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
     old = _teacher_id({"key": "k", "test_accuracy": 93.57})
     new = _teacher_id({"key": "k", "weights_digest": "abc", "test_accuracy": 93.43})
     assert old != new and new == _teacher_id({"key": "k", "weights_digest": "abc"})
+    # one recipe key trained twice: the weights (or the test accuracy) tell the teachers apart
     assert _not_one_set({"convnet": (None, old), "mlp": (None, old), "alexnet": ("d1", new)}) == \
-        "relabelled by different teachers: convnet, mlp; alexnet"
-    assert _not_one_set({"convnet": ("d1", None), "mlp": ("d2", None)}) == "different images: convnet; mlp"
+        "2 runs: convnet, mlp (teacher k at 93.57% test); alexnet (teacher k weights abc)"
+    assert _not_one_set({"convnet": ("d1", None), "mlp": ("d2", None)}) == "2 runs: convnet (images d1); mlp (images d2)"
     assert _not_one_set({"convnet": ("d1", new), "mlp": ("d1", new)}) == ""
     assert _not_one_set({"convnet": (None, None), "mlp": ("d2", None)}) == ""  # unknown is not evidence
-    assert _not_one_set({"convnet": ("d1", new), "mlp": ("d2", old)}) == \
-        "relabelled by different teachers: convnet; mlp; and different images: convnet; mlp"
+    # different recipes: the key alone names each teacher
+    a, b = _teacher_id({"key": "18a7f44faddbeaa7", "weights_digest": "w1"}), _teacher_id({"key": "6649b1543ef14403", "weights_digest": "w2"})
+    assert _not_one_set({"convnet": ("d1", a), "mlp": ("d2", b), "lenet": ("d2", b), "vgg11": (None, b)}) == \
+        "2 runs: convnet (teacher 18a7f44f, images d1); mlp, lenet, vgg11 (teacher 6649b154, images d2)"
 
 
 def test_a_cell_without_a_weights_digest_joins_the_newer_cells_of_the_same_training(tmp_path):

@@ -634,9 +634,9 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
                             if accs else "—")
             lines.append(f"| {method} | " + " | ".join(vals) + " |")
         for method in sorted(idents[key]):
-            split = _not_one_set(idents[key][method])
+            split = _not_one_set({m: idents[key][method][m] for m in models if m in idents[key][method]})
             if split:
-                lines += ["", f"- {method}: the columns are not one set ({split}); compare them with care."]
+                lines += ["", f"- {method}: the columns are not one set; they come from {split}. Compare them with care."]
         for (model, desc), methods in sorted(own_values[key].items()):
             lines += ["", f"- On {model}, {_and(sorted(methods))} trained at the preset's values for {model} "
                       f"({desc}; `ARCHITECTURE_VALUES`, chosen on the validation split); "
@@ -663,20 +663,43 @@ def _and(names: list[str]) -> str:
 
 def _not_one_set(by_model: dict[str, tuple]) -> str:
     """Why the cells of one cross-architecture row are not evaluations of one set, or ''. Each cell:
-    (set digest or None, teacher id or None); an unknown part is not evidence either way."""
-    teachers = defaultdict(list)
-    digests = defaultdict(list)
+    (set digest or None, teacher id or None); an unknown part is not evidence either way. The
+    answer groups the columns by what differs: "2 runs: convnet (teacher 18a7f44f, images d357);
+    mlp, lenet (teacher 6649b154, images b0b8)"."""
+    teachers = {t for d, t in by_model.values() if t is not None}
+    digests = {d for d, t in by_model.values() if d is not None}
+    by_teacher, by_images = len(teachers) > 1, len(digests) > 1
+    if not (by_teacher or by_images):
+        return ""
+    one_key = len({t[0] for t in teachers}) == len(teachers)  # the recipe key alone tells them apart
+
+    def teacher_text(t: tuple | None) -> str:
+        if t is None:
+            return "teacher not recorded"
+        key, weights = t
+        if one_key:
+            return f"teacher {str(key)[:8]}"
+        return f"teacher {str(key)[:8]} weights {weights}" if isinstance(weights, str) else \
+            f"teacher {str(key)[:8]} at {weights}% test"
+
+    groups: dict[tuple, list[str]] = {}
+    unknown = []
     for model, (dig, tch) in by_model.items():
-        if tch is not None:
-            teachers[tch].append(model)
-        if dig is not None:
-            digests[dig].append(model)
-    why = []
-    if len(teachers) > 1:
-        why.append("relabelled by different teachers: " + "; ".join(", ".join(ms) for ms in teachers.values()))
-    if len(digests) > 1:
-        why.append("different images: " + "; ".join(", ".join(ms) for ms in digests.values()))
-    return "; and ".join(why)
+        if (by_teacher and tch is None) or (by_images and dig is None):
+            unknown.append((model, dig, tch))
+        else:
+            groups.setdefault((tch if by_teacher else None, dig if by_images else None), []).append(model)
+    for model, dig, tch in unknown:  # joins the one group its known part matches, if there is one
+        match = [g for g in groups if (tch is None or not by_teacher or g[0] == tch)
+                 and (dig is None or not by_images or g[1] == dig)]
+        key = match[0] if len(match) == 1 else (tch if by_teacher else None, dig if by_images else None)
+        groups.setdefault(key, []).append(model)
+    parts = []
+    for (tch, dig), models in groups.items():
+        bits = ([teacher_text(tch)] if by_teacher else []) + \
+            ([f"images {dig}" if dig else "images not recorded"] if by_images else [])
+        parts.append(f"{', '.join(models)} ({', '.join(bits)})")
+    return f"{len(groups)} runs: " + "; ".join(parts)
 
 
 def _plot(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path | None:
