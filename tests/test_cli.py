@@ -965,3 +965,25 @@ def test_matching_speed_rows_are_written_whole(npz, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("speed-*.json")) == ["speed-dc-tensors-ipc1.json",
                                                                     "speed-dm-tensors-ipc1-r2.json"]
     assert json.loads((tmp_path / "speed-dm-tensors-ipc1-r2.json").read_text()) == dm
+
+
+def test_cross_architecture_row_keeps_the_seeds_every_architecture_has():
+    """A second distillation seed added to the main table's convnet cell does not enter the
+    cross-architecture row while the other columns hold seed 0 only: the row compares one set."""
+    from datadistill.bench.tables import _cross_architecture
+    from datadistill.evaluation import get_protocol
+
+    def cell(model, seed, accs, digest):
+        p = get_protocol("dsa", model=model).as_dict()
+        return {"dataset": "d", "protocol_tag": "dsa" if model == "convnet" else "dsa-1234", "labels": "hard",
+                "ipc": 10, "seed": seed, "method": "dsa", "method_overrides": {}, "set_digest": digest,
+                "protocol_overrides": [] if model == "convnet" else [f"model={model}"],
+                "evaluation": {"protocol": p, "per_model": accs, "num_images": 100}}
+
+    cells = [cell("convnet", 0, [80.0, 82.0], "a"), cell("convnet", 1, [10.0, 10.0], "b"),
+             cell("mlp", 0, [70.0, 72.0], "a")]
+    text = "\n".join(_cross_architecture(cells))
+    assert "| dsa | 81.0 ± 1.0 | 71.0 ± 1.0 |" in text and "not one set" not in text, text
+    # with no seed in common the row shows what there is, and says so
+    text = "\n".join(_cross_architecture([cells[1], cells[2]]))
+    assert "| dsa | 10.0 ± 0.0 | 71.0 ± 1.0 |" in text and "not one set" in text, text

@@ -594,9 +594,19 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
         ways[slot][way] += len(c["evaluation"]["per_model"])
     chosen = {slot: () if () in by_way else min(by_way, key=lambda w: (-by_way[w], repr(w)))
               for slot, by_way in ways.items()}
+    # a row compares one set across architectures: when the convnet column holds more distillation
+    # seeds than the others (a seed added to the main table), the row keeps the seeds every
+    # architecture of that method has, if there are any
+    seeds: dict[tuple, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for key, slot, c, _, way in prepared:
+        if way == chosen[slot]:
+            seeds[(key, slot[1])][slot[2]].add(c.get("seed"))
+    common = {row: set.intersection(*by_model.values()) for row, by_model in seeds.items()}
     for key, slot, c, own, way in prepared:
         p = c["evaluation"]["protocol"]
         if way != chosen[slot]:
+            continue
+        if common[(key, slot[1])] and c.get("seed") not in common[(key, slot[1])]:
             continue
         if own:
             desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
