@@ -598,15 +598,14 @@ def _cross_architecture(cells: list[dict]) -> list[str]:
     # seeds than the others (a seed added to the main table), the row keeps the seeds every
     # architecture of that method has, if there are any
     seeds: dict[tuple, dict[str, set]] = defaultdict(lambda: defaultdict(set))
-    for key, slot, c, _, way in prepared:
-        if way == chosen[slot]:
-            seeds[(key, slot[1])][slot[2]].add(c.get("seed"))
+    for key, (_, label, model), c, _, way in prepared:
+        if way == chosen[(key, label, model)]:
+            seeds[(key, label)][model].add(c.get("seed"))
     common = {row: set.intersection(*by_model.values()) for row, by_model in seeds.items()}
     for key, slot, c, own, way in prepared:
         p = c["evaluation"]["protocol"]
-        if way != chosen[slot]:
-            continue
-        if common[(key, slot[1])] and c.get("seed") not in common[(key, slot[1])]:
+        keep = common.get((key, slot[1]))
+        if way != chosen[slot] or (keep and c.get("seed") not in keep):
             continue
         if own:
             desc = ", ".join(_field_text(k, v) for k, v in sorted(own.items()))
