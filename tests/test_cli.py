@@ -179,6 +179,9 @@ def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
         assert run([*argv, "--report-only"], capsys)[0] == 0
         text = md.read_text()
         assert (text.count("(AMD EPYC)") == 1) == marked and ("which has no AMX" in text) == marked
+        # the explanation is said once, at the top; a table points to it
+        assert text.count("bf16 matrix products ran at about half the speed") == marked
+        assert not marked or text.index("Distill times: a time marked") < text.index("\n## ")
     for c in cells:
         c.write_text(stored[c])
     # a set distilled on a GPU: its time is marked with the GPU's name, and a note says what that means

@@ -226,10 +226,12 @@ def _teacher_id(teacher: dict[str, Any]) -> tuple:
     return (teacher.get("key"), teacher.get("weights_digest") or teacher.get("test_accuracy"))
 
 
-CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 matrix "
-            "units; bf16 matrix products ran at about half the speed there, and on a CPU with AVX2 only, which has "
-            "no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked times were "
-            "measured on a CPU with AMX or before cells recorded their CPU (most likely an Intel Xeon with AMX).")
+CPU_NOTE = "- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (see \"Distill times\" at the top)."
+CPU_HEADER_NOTE = ("Distill times: a time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 "
+                   "matrix units; bf16 matrix products ran at about half the speed there, and on a CPU with AVX2 only, "
+                   "which has no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked "
+                   "times were measured on a CPU with AMX or before cells recorded their CPU (most likely an Intel Xeon "
+                   "with AMX).")
 
 
 def _distill_machine(cell: dict[str, Any]) -> dict[str, Any] | None:
@@ -374,6 +376,8 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             lines.append(f"| {s['what']} | {s['setting']} | {machine_text(s.get('machine'))} | {figs} "
                          f"| `{s['command']}` |")
         lines.append("")
+    if any(CPU_NOTE in n for n in lines):  # said once at the top, pointed to per table
+        lines[0] += "\n" + CPU_HEADER_NOTE + "\n"
     atomic_write_text(out, "\n".join(lines))
     return out
 
