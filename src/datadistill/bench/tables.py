@@ -226,7 +226,8 @@ def _teacher_id(teacher: dict[str, Any]) -> tuple:
     return (teacher.get("key"), teacher.get("weights_digest") or teacher.get("test_accuracy"))
 
 
-CPU_NOTE = "- A distill time marked with a CPU's name was measured on that CPU, which has no AMX (see \"Distill times\" at the top)."
+CPU_NOTE = ("- A distill time marked with a CPU's name was measured on that CPU, which has no AMX "
+            "(see \"Distill times\" at the top).")
 CPU_HEADER_NOTE = ("Distill times: a time marked with a CPU's name was measured on that CPU, which has no AMX (bf16 "
                    "matrix units; bf16 matrix products ran at about half the speed there, and on a CPU with AVX2 only, "
                    "which has no bf16 kernels at all, bf16 training steps ran 7x to 14x slower than fp32). The unmarked "
