@@ -377,7 +377,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             lines.append(f"| {s['what']} | {s['setting']} | {machine_text(s.get('machine'))} | {figs} "
                          f"| `{s['command']}` |")
         lines.append("")
-    if any(CPU_NOTE in n for n in lines):  # said once at the top, pointed to per table
+    if CPU_NOTE in lines:  # said once at the top, pointed to per table
         lines[0] += "\n" + CPU_HEADER_NOTE + "\n"
     atomic_write_text(out, "\n".join(lines))
     return out
