@@ -399,6 +399,28 @@ def test_sre2l_class_statistics_recovery_lowers_its_loss_and_is_deterministic(re
     assert torch.equal(runs[0], runs[1])
 
 
+def test_sre2l_image_prior_values():
+    from datadistill.methods.sre2l import image_prior
+
+    flat = torch.full((2, 1, 5, 5), 0.3)
+    assert float(image_prior(flat, 1.0, 0.0)) == 0.0  # a constant image has no variation
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 1, 1] = 1.0  # one bright pixel: in each of the 4 directions, 2 differences of 1
+    assert abs(float(image_prior(x, 1.0, 0.0)) - 4 * 2 ** 0.5) < 1e-6
+    assert abs(float(image_prior(x, 0.0, 0.5)) - 0.5) < 1e-6
+
+
+def test_sre2l_total_variation_prior_smooths_the_recovered_images(real, teacher):
+    from datadistill.methods.sre2l import image_prior
+
+    tv = {}
+    for w in (0.0, 0.05):
+        syn = get_method("sre2l", iterations=30, batch_size=8, soft_labels="image", tv_l2=w).distill(
+            real, 1, seed=0, teacher=teacher)
+        tv[w] = float(image_prior(syn.images.float(), 1.0, 0.0))
+    assert tv[0.05] < 0.8 * tv[0.0]
+
+
 @pytest.mark.parametrize("init", ["real", "rded"])
 def test_sre2l_real_init_starts_from_images_of_each_class(real, teacher, init):
     syn = get_method("sre2l", init=init, iterations=1, lr=1e-6, soft_labels="image").distill(
@@ -419,6 +441,7 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
                                               ("rded", "selection", "best"), ("rded", "candidates", -1),
                                               ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
                                               ("sre2l", "bn_stats", "layer"), ("sre2l", "class_stat_images", 0),
+                                              ("sre2l", "tv_l2", -1e-4), ("sre2l", "l2", float("nan")),
                                               ("rded", "top_k", 0), ("rded", "draws", -1), ("rded", "draw_epochs", 0),
                                               ("rded", "probe_images", 0), ("rded", "label_epochs", -2),
                                               ("sre2l", "label_epochs", -3)])

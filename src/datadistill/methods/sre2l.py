@@ -16,6 +16,9 @@ images, e.g. EDC, Shao et al. 2024, from RDED's selection); the default is the p
 same class's statistics on `class_stat_images` real images (measured once through the teacher in
 eval mode), instead of the whole batch to the running statistics (class-aware statistics as in
 G-VBSM and EDC's soft category-aware matching); the default is the paper's 'global'.
+`tv_l2` and `l2` add DeepInversion's image priors (Yin et al., CVPR 2020, which SRe2L builds on and
+drops): the total variation (l2 norms of neighbouring-pixel differences in four directions) and the
+l2 norm of the jittered images; the default 0 is SRe2L's.
 
 Screened on the validation split (Fashion-MNIST, IPC 10, soft protocol, 2 models, the committed
 teacher), recovery only takes away from real images here: from RDED's selection (then its cluster
@@ -82,6 +85,16 @@ class _BNStats:
                             + torch.linalg.vector_norm(var - t_var[present], 2, dim=1)).mean())
 
 
+def image_prior(x: torch.Tensor, tv_l2: float, l2: float) -> torch.Tensor:
+    """DeepInversion's image priors: `tv_l2` times the sum of the l2 norms (over the whole batch) of
+    the differences between neighbouring pixels in the four directions (right, down, both
+    diagonals), plus `l2` times the mean l2 norm of an image."""
+    diffs = (x[:, :, :, :-1] - x[:, :, :, 1:], x[:, :, :-1, :] - x[:, :, 1:, :],
+             x[:, :, 1:, :-1] - x[:, :, :-1, 1:], x[:, :, :-1, :-1] - x[:, :, 1:, 1:])
+    tv = sum(torch.linalg.vector_norm(d) for d in diffs)
+    return tv_l2 * tv + l2 * torch.linalg.vector_norm(x.flatten(1), dim=1).mean()
+
+
 def class_bn_statistics(model: nn.Module, layers: list[nn.BatchNorm2d], real: RealData, per_class: int,
                         generator: torch.Generator, batch: int = 500) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer: the mean and variance (K, C) of each BatchNorm layer's input over `per_class`
@@ -129,6 +142,8 @@ class SRe2L(Method):
         init: Literal["noise", "real", "rded"] = "noise"
         bn_stats: Literal["global", "class"] = "global"
         class_stat_images: int = 1000
+        tv_l2: float = 0.0
+        l2: float = 0.0
         # The auto labeler at IPC 1: 4 epochs of the teacher's recipe (rded keeps 6). Validation split
         # (Fashion-MNIST, sre2l IPC 1, the same images relabelled; soft protocol, 2 models):
         # | labeler (test acc.) | seed 0 | seed 1 | seed 2 | mean |
@@ -158,6 +173,8 @@ class SRe2L(Method):
                 raise ConfigError("sre2l class_stat_images must be positive")
             if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
                 raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
+            if not (self.tv_l2 >= 0 and self.l2 >= 0):
+                raise ConfigError(f"sre2l tv_l2 and l2 must be non-negative, got {self.tv_l2} and {self.l2}")
 
     def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
                  callbacks: tuple[Callback, ...], teacher: Any = None) -> SyntheticSet:
@@ -214,6 +231,8 @@ class SRe2L(Method):
                         out = model(xj)
                     bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
                     loss = F.cross_entropy(out.float(), y) + cfg.r_bn * bn
+                    if cfg.tv_l2 or cfg.l2:
+                        loss = loss + image_prior(xj, cfg.tv_l2, cfg.l2)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
