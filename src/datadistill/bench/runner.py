@@ -111,6 +111,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     written: list[Path] = []
     cells = [(m, k, s) for m in grid.methods for k in grid.ipcs for s in grid.seeds]
     todo = []
+    stale_paths: set[Path] = set()
     for method, ipc, seed in cells:
         overrides = grid.overrides_for(method)
         path = results_dir / cell_name(grid.dataset, method, ipc, seed, grid.protocol_tag(), overrides)
@@ -125,9 +126,11 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 why = "another teacher (its recipe or the default recipe changed)"
             if not stale:
                 continue
-            moved = supersede(path)
-            print(f"{path.name}: made with {why}; moved to {moved}, running it again",
-                  file=sys.stderr, flush=True)  # even with --quiet: a file on disk moved
+            # it stays where it is (and in the report) until its new cell is written: a grid stopped
+            # before it gets there leaves it in place
+            stale_paths.add(path)
+            print(f"{path.name}: made with {why}; running it again (it moves to superseded/ when the new cell "
+                  f"is written)", file=sys.stderr, flush=True)  # even with --quiet: a file on disk will move
         todo.append((method, ipc, seed))
     if grid.full_data:
         real = grid.load_real()
@@ -179,7 +182,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         if not grid.allow_other_set:
             check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, method_config, set_digest,
                            distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"),
-                           teacher_key=_teacher_key(grid, real) if "needs_teacher" in m.tags else None)
+                           teacher_key=_teacher_key(grid, real) if "needs_teacher" in m.tags else None,
+                           ignore=stale_paths)
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -224,6 +228,9 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
                 row[who] = syn.meta[who]
         if track is not None:
             row["soft_track"] = track
+        if path in stale_paths and path.exists():
+            moved = supersede(path)
+            print(f"{path.name}: the stale cell moved to {moved}", file=sys.stderr, flush=True)
         atomic_write_json(path, row)
         written.append(path)
         if not quiet:
@@ -237,13 +244,14 @@ UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set dige
 
 def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
                    method_config: dict[str, Any], set_digest: str, *, distilled_now: bool, put_back: str,
-                   teacher_key: str | None = None) -> None:
+                   teacher_key: str | None = None, ignore: set[Path] | frozenset[Path] = frozenset()) -> None:
     """Raise ConfigError when the set about to be evaluated (`set_digest`, made with `method_config`,
     the concrete method's config as `config_dict` gives it, and the teacher of `teacher_key` when it
     needs one) may not be the one the set's other cells evaluated (`other_sets`), so their row would
-    mix two sets: another digest, or a set distilled again while some cells recorded none."""
+    mix two sets: another digest, or a set distilled again while some cells recorded none. Cells in
+    `ignore` (stale ones about to be replaced) do not count."""
     others = other_sets(results_dir, dataset, method, ipc, seed, overrides, method_config,
-                        config_before_fields(method, ipc), teacher_key=teacher_key)
+                        config_before_fields(method, ipc), teacher_key=teacher_key, ignore=ignore)
     unknown = others.pop(UNRECORDED, [])
     cell = f"{method} ipc={ipc} seed={seed}"
     if unknown and distilled_now:
@@ -263,7 +271,7 @@ def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed:
 
 def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
                method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None, *,
-               teacher_key: str | None = None) -> dict[str, list[str]]:
+               teacher_key: str | None = None, ignore: set[Path] | frozenset[Path] = frozenset()) -> dict[str, list[str]]:
     """The sets that the stored cells of one set (dataset, method, IPC, seed, method overrides, under
     any protocol or architecture) evaluated: {set digest: the cells' protocol tags}; cells written
     before cells recorded a digest come under `UNRECORDED`. Cells made with another method config
@@ -271,6 +279,8 @@ def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int
     `teacher_key`, cells made with another teacher (`stale_teacher`: they are made again too)."""
     out: dict[str, list[str]] = {}
     for path in sorted(results_dir.glob(f"{dataset}__{method}__ipc{ipc}__seed{seed}__*.json")):
+        if path in ignore:
+            continue
         try:
             row = json.loads(path.read_text())
         except (OSError, ValueError):
