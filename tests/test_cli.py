@@ -425,6 +425,34 @@ def test_bench_stops_before_evaluating_another_set_than_its_other_cells(tmp_path
     assert len(list(results.glob("*.json"))) == 2
 
 
+def test_bench_reuses_a_set_from_before_a_config_field_and_keeps_a_set_when_a_new_one_differs(tmp_path, npz, capsys):
+    """A stored set whose config lacks a field added since (the value it ran with) is reused, not
+    distilled again; a set distilled again (its stored config differs) that is not the one the set's
+    other cells evaluated stops the cell with one line and leaves the stored set as it was."""
+    results = tmp_path / "results"
+    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--methods", "herding", "--ipc", "2",
+            "--protocol", "dc", *FAST_EVAL, "--results", str(results), "--markdown", str(tmp_path / "B.md"),
+            "--set", "herding.space=pixel"]
+    assert run(base, capsys)[0] == 0
+    [set_dir] = (tmp_path / "sets").iterdir()
+    manifest = json.loads((set_dir / "manifest.json").read_text())
+    del manifest["config"]["embed_batch_size"]  # as if the field had been added after the set was made
+    (set_dir / "manifest.json").write_text(json.dumps(manifest))
+    stamp = (set_dir / "synthetic.safetensors").stat().st_mtime_ns
+    code, _, err = run([*base, "--eval-set", "model=mlp"], capsys)
+    assert code == 0, err
+    assert (set_dir / "synthetic.safetensors").stat().st_mtime_ns == stamp  # reused, not distilled again
+    manifest["config"]["embed_batch_size"] = 7  # made with another value: distilled again
+    (set_dir / "manifest.json").write_text(json.dumps(manifest))
+    for cell in results.glob("*.json"):  # as if the cells had evaluated other images
+        cell.write_text(json.dumps({**json.loads(cell.read_text()), "set_digest": "0" * 12}))
+    kept = {p.name: p.read_bytes() for p in set_dir.iterdir()}
+    code, _, err = run([*base, "--eval-set", "model=lenet"], capsys)
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "distilled now and not saved" in err and "--allow-other-set" in err
+    assert {p.name: p.read_bytes() for p in set_dir.iterdir()} == kept  # the stored set is as it was
+
+
 def test_bench_stops_when_a_set_distilled_again_has_cells_without_a_digest(tmp_path, npz, capsys):
     """Cells written before cells recorded their set's digest cannot show which set they evaluated:
     a set on disk is taken as theirs, a set distilled again stops the cell (one line, nothing

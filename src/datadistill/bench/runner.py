@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         set_dir = sets_dir / set_dir_name(grid.dataset, method, ipc, seed, overrides) if sets_dir else None
         if set_dir is not None and (set_dir / TENSORS_FILE).exists():
             syn = SyntheticSet.load(set_dir)
-            if syn.config != method_config:
-                syn = None  # made with another config: distil again (and replace it)
+            if _differs(syn.config, method_config, config_before_fields(method, ipc)):
+                syn = None  # made with another config (a field added since counts at its old value): distil again
             elif "needs_teacher" in m.tags and syn.meta.get("teacher", {}).get("key") != _teacher_key(grid, real):
                 syn = None  # relabelled by another teacher (e.g. the default recipe changed): distil again
             elif "needs_teacher" in m.tags and "weights_digest" in syn.meta.get("teacher", {}):
@@ -176,14 +177,14 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
             syn = m.distill(m.place(real, grid.device), ipc, seed=seed, run_dir=set_dir, resume=resume,
                             callbacks=[bar], teacher=teacher)
             bar.close()
-            if set_dir is not None:
-                syn.save(set_dir)
         set_digest = digest(syn.tensors())
-        if not grid.allow_other_set:
+        if not grid.allow_other_set:  # before a set made now replaces the stored one, which stays if this fails
             check_same_set(results_dir, grid.dataset, method, ipc, seed, overrides, method_config, set_digest,
                            distilled_now=distilled_now, put_back=str(set_dir or "a --sets directory"),
                            teacher_key=_teacher_key(grid, real) if "needs_teacher" in m.tags else None,
                            ignore=stale_paths)
+        if distilled_now and set_dir is not None:
+            syn.save(set_dir)
         distill_s = float(syn.meta.get("wall_time_s", float("nan")))
         # cached beside the set, keyed by the protocol's content and the set's tensors: a cell killed
         # during its soft-label track (three more evaluations) resumes without evaluating again
@@ -244,7 +245,7 @@ UNRECORDED = "unrecorded"  # other_sets' key for cells that recorded no set dige
 
 def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
                    method_config: dict[str, Any], set_digest: str, *, distilled_now: bool, put_back: str,
-                   teacher_key: str | None = None, ignore: set[Path] | frozenset[Path] = frozenset()) -> None:
+                   teacher_key: str | None = None, ignore: AbstractSet[Path] = frozenset()) -> None:
     """Raise ConfigError when the set about to be evaluated (`set_digest`, made with `method_config`,
     the concrete method's config as `config_dict` gives it, and the teacher of `teacher_key` when it
     needs one) may not be the one the set's other cells evaluated (`other_sets`), so their row would
@@ -263,7 +264,8 @@ def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed:
     if others and set_digest not in others:
         seen = "; ".join(f"{d}: {', '.join(tags)}" for d, tags in sorted(others.items()))
         raise ConfigError(
-            f"{cell}: this set ({set_digest}) is not the one its other cells evaluated ({seen}), so their row "
+            f"{cell}: this set ({set_digest}{', distilled now and not saved' if distilled_now else ''}) is not the "
+            f"one its other cells evaluated ({seen}), so their row "
             f"would mix two sets; a set made with a teacher or by optimisation differs in rounding on another CPU "
             f"type: put that set back in {put_back} (commit the sets of a cross-architecture row), or pass "
             f"--allow-other-set")
@@ -271,7 +273,7 @@ def check_same_set(results_dir: Path, dataset: str, method: str, ipc: int, seed:
 
 def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int, overrides: dict[str, Any],
                method_config: dict[str, Any], method_defaults: dict[str, Any] | None = None, *,
-               teacher_key: str | None = None, ignore: set[Path] | frozenset[Path] = frozenset()) -> dict[str, list[str]]:
+               teacher_key: str | None = None, ignore: AbstractSet[Path] = frozenset()) -> dict[str, list[str]]:
     """The sets that the stored cells of one set (dataset, method, IPC, seed, method overrides, under
     any protocol or architecture) evaluated: {set digest: the cells' protocol tags}; cells written
     before cells recorded a digest come under `UNRECORDED`. Cells made with another method config
