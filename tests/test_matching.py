@@ -444,6 +444,23 @@ def test_a_stored_stage_from_another_run_is_redone(real, tmp_path, tiny_dm_defau
     assert len(tiny_dm_defaults) == 1 and SyntheticSet.load(tmp_path / "init").seed == 3
 
 
+def test_a_stored_stage_from_before_a_config_field_is_reused(real, tmp_path, tiny_dm_defaults):
+    import json
+
+    tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
+    manifest = json.loads((tmp_path / "init" / "manifest.json").read_text())
+    field = next(iter(manifest["config"]))
+    del manifest["config"][field]  # as if the field had been added after the stage was made
+    (tmp_path / "init" / "manifest.json").write_text(json.dumps(manifest))
+    tiny_dm_defaults.clear()
+    tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
+    assert tiny_dm_defaults == []  # reused
+    manifest["config"][field] = "another value"  # made with another value: redone
+    (tmp_path / "init" / "manifest.json").write_text(json.dumps(manifest))
+    tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
+    assert len(tiny_dm_defaults) == 1
+
+
 def test_an_interrupted_iterative_stage_resumes_from_its_own_checkpoint(real, tmp_path, tiny_dm_defaults):
     ref = DM().distill(real, 2, seed=3)
     with pytest.raises(Stop):  # the stage killed after its checkpoint at 2

@@ -438,9 +438,13 @@ class MatchingMethod(Method):
 
 def is_stage_of(got: SyntheticSet, method: Method, real: RealData, ipc: int, seed: int) -> bool:
     """Whether `got` is what `method` (configured for `ipc`) distils from `real` with `seed`: the
-    set an init stage may use instead of distilling it."""
-    return (got.method, got.dataset, got.ipc, got.seed, got.config) == (
-        method.name, real.name, ipc, seed, config_dict(method.config))
+    set an init stage may use instead of distilling it. A config field the stored set lacks was
+    added since: it counts at the value the set ran with (the field's default, or the config's
+    BEFORE_FIELD), as for bench cells; a field only the stored set has is ignored."""
+    today = config_dict(method.config)
+    before = {**today, **type(method.config).BEFORE_FIELD}
+    return (got.method, got.dataset, got.ipc, got.seed) == (method.name, real.name, ipc, seed) and all(
+        got.config.get(k, before[k]) == v for k, v in today.items())
 
 
 class _Metrics:
