@@ -116,6 +116,26 @@ def config_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+def before_fields(config: Any) -> dict[str, Any]:
+    """What a record made before a field of `config`'s class existed ran with, field by field:
+    `config`'s values, except the fields its class's BEFORE_FIELD names (a field added later with a
+    default that keeps the old behaviour ran at that default)."""
+    return {**config_dict(config), **getattr(type(config), "BEFORE_FIELD", {})}
+
+
+def differs(stored: Mapping[str, Any], today: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
+    """Whether stored values differ from today's. A field `stored` lacks was added since: it counts
+    at its value in `before` (see `before_fields`; not compared when `before` is None or lacks it).
+    A field only `stored` has is ignored."""
+    for k, v in today.items():
+        if k in stored:
+            if stored[k] != v:
+                return True
+        elif before is not None and k in before and before[k] != v:
+            return True
+    return False
+
+
 def model_kwargs_tuple(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
     """A model-options value (dict, YAML mapping string such as '{width: 64}', or (key, value)
     pairs) as the sorted tuple of pairs that frozen configs store."""

@@ -17,7 +17,7 @@ from .._runtime import machine
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation
-from ..config import config_dict, parse_set_options
+from ..config import before_fields, config_dict, differs, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
 
@@ -153,7 +153,7 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
         set_dir = sets_dir / set_dir_name(grid.dataset, method, ipc, seed, overrides) if sets_dir else None
         if set_dir is not None and (set_dir / TENSORS_FILE).exists():
             syn = SyntheticSet.load(set_dir)
-            if _differs(syn.config, method_config, config_before_fields(method, ipc)):
+            if differs(syn.config, method_config, config_before_fields(method, ipc)):
                 syn = None  # made with another config (a field added since counts at its old value): distil again
             elif "needs_teacher" in m.tags and syn.meta.get("teacher", {}).get("key") != _teacher_key(grid, real):
                 syn = None  # relabelled by another teacher (e.g. the default recipe changed): distil again
@@ -290,7 +290,7 @@ def other_sets(results_dir: Path, dataset: str, method: str, ipc: int, seed: int
         if (row.get("dataset"), row.get("method"), row.get("ipc"), row.get("seed")) != (dataset, method, ipc, seed) \
                 or row.get("method_overrides", {}) != overrides:
             continue
-        if _differs(row.get("method_config", {}), method_config, method_defaults):
+        if differs(row.get("method_config", {}), method_config, method_defaults):
             continue
         if teacher_key is not None and row.get("teacher", {}).get("key") not in (None, teacher_key):
             continue
@@ -333,8 +333,7 @@ def config_before_fields(method: str, ipc: int) -> dict[str, Any]:
     default config at `ipc`, except the fields its config's BEFORE_FIELD names."""
     from ..methods import METHODS
 
-    config = METHODS.get(method).with_overrides({}).for_ipc(ipc).config
-    return {**config_dict(config), **type(config).BEFORE_FIELD}
+    return before_fields(METHODS.get(method).with_overrides({}).for_ipc(ipc).config)
 
 
 def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, Any],
@@ -356,8 +355,8 @@ def stale_cell(path: Path, method_config: dict[str, Any], protocol: dict[str, An
     if n is not None:
         stored, protocol = for_set_size(stored, n), for_set_size(protocol, n)  # both without min_batches
 
-    return _differs(row.get("method_config", {}), method_config, method_defaults) or \
-        _differs(stored, protocol, protocol_defaults)
+    return differs(row.get("method_config", {}), method_config, method_defaults) or \
+        differs(stored, protocol, protocol_defaults)
 
 
 def stale_teacher(path: Path, key: str) -> bool:
@@ -366,17 +365,6 @@ def stale_teacher(path: Path, key: str) -> bool:
     from that teacher. A cell that recorded no teacher is not judged."""
     recorded = json.loads(path.read_text()).get("teacher", {}).get("key")
     return recorded is not None and recorded != key
-
-
-def _differs(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None) -> bool:
-    """Whether stored values `old` differ from today's `new` (see `stale_cell` for `defaults`)."""
-    for k, v in new.items():
-        if k in old:
-            if old[k] != v:
-                return True
-        elif defaults is not None and k in defaults and defaults[k] != v:
-            return True
-    return False
 
 
 def supersede(path: Path) -> Path:

@@ -41,7 +41,7 @@ from .._io import atomic_write_bytes
 from .._runtime import warn_if_slow_bf16
 from ..augment import DSAConfig
 from ..augment.dsa import DEFAULT_STRATEGY
-from ..config import config_dict
+from ..config import before_fields, config_dict, differs
 from ..data import RealData
 from ..errors import ConfigError, DivergenceError, RunDirError, UnknownNameError
 from ..models import get_model
@@ -441,10 +441,8 @@ def is_stage_of(got: SyntheticSet, method: Method, real: RealData, ipc: int, see
     set an init stage may use instead of distilling it. A config field the stored set lacks was
     added since: it counts at the value the set ran with (the field's default, or the config's
     BEFORE_FIELD), as for bench cells; a field only the stored set has is ignored."""
-    today = config_dict(method.config)
-    before = {**today, **type(method.config).BEFORE_FIELD}
-    return (got.method, got.dataset, got.ipc, got.seed) == (method.name, real.name, ipc, seed) and all(
-        got.config.get(k, before[k]) == v for k, v in today.items())
+    return (got.method, got.dataset, got.ipc, got.seed) == (method.name, real.name, ipc, seed) and not differs(
+        got.config, config_dict(method.config), before_fields(method.config))
 
 
 class _Metrics:
