@@ -44,6 +44,19 @@ def test_distill_evaluate_show_export(tmp_path, npz, capsys):
     assert set(json.loads((out / "manifest.json").read_text())["evaluation"]) == {"convnet", "mlp"}
     code, stdout, _ = run(["show", str(out), "--out", str(tmp_path / "g.png")], capsys)
     assert code == 0 and (tmp_path / "g.png").is_file()
+    # show keeps a file it did not make: an existing --out needs --force, and --out must be a .png
+    drawn = (tmp_path / "g.png").read_bytes()
+    (tmp_path / "g.png").write_bytes(b"precious")
+    code, _, err = run(["show", str(out), "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 2 and "--force" in err and err.count("\n") == 1
+    assert (tmp_path / "g.png").read_bytes() == b"precious"
+    (tmp_path / "keep.npz").write_bytes(b"precious")
+    code, _, err = run(["show", str(out), "--out", str(tmp_path / "keep.npz")], capsys)
+    assert code == 2 and "must end in .png" in err and (tmp_path / "keep.npz").read_bytes() == b"precious"
+    code, _, _ = run(["show", str(out), "--out", str(tmp_path / "g.png"), "--force"], capsys)
+    assert code == 0 and (tmp_path / "g.png").read_bytes() == drawn
+    code, _, _ = run(["show", str(out)], capsys)  # its own grid.png in the run directory is redrawn
+    assert code == 0 and (out / "grid.png").is_file()
     code, _, _ = run(["export", str(out), "--to", "npz", "--out", str(tmp_path / "s.npz")], capsys)
     assert code == 0 and (tmp_path / "s.npz").is_file()
     code, _, _ = run(["export", str(out), "--to", "folder", "--out", str(tmp_path / "imgs")], capsys)
@@ -118,20 +131,38 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, npz, capsys):
     (["evaluate", "X", "--device", "gpu0"], "unknown device"),
     (["evaluate", "does-not-exist"], "missing"),
     (["evaluate", "X", "--protocol", "nope"], "nope"),
+    (["evaluate", "X", "--eval-set", "seed=-2"], "protocol seed must be an integer from 0"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--seed", "-1"],
+     "--seed must be an integer from 0 to 4294967295, got -1"),
+    (["distill", "--dataset", "tensors", "--method", "random", "--ipc", "1", "--out", "X", "--seed", str(2**64)],
+     "--seed must be an integer from 0"),
+    (["relabel", "X", "--out", "Y", "--seed", "-1"], "--seed must be an integer from 0"),
+    (["bench", "--dataset", "tensors", "--methods", "random", "--ipc", "x"], "--ipc expects comma-separated integers"),
+    (["bench", "--dataset", "tensors", "--methods", "random", "--ipc", ","], "--ipc expects at least one integer"),
+    (["bench", "--dataset", "tensors", "--methods", "random", "--ipc", "1", "--seeds", "0,x"],
+     "--seeds expects comma-separated integers, got '0,x'"),
+    (["bench", "--dataset", "tensors", "--methods", "random", "--ipc", "1", "--seeds", "-1"],
+     "seed must be an integer from 0"),
+    (["bench", "--dataset", "tensors", "--methods", "random", "--ipc", "1", "--max-cells", "-1"],
+     "max_cells must be 0 or more"),
+    (["show", "X", "--per-class", "0"], "--per-class and --scale must be at least 1"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, npz, capsys, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
     if argv[0] in ("distill", "bench") and "nope" not in argv[2]:
         argv += ["--data-dir", str(npz)]
-    if argv[:2] == ["evaluate", "X"]:
+    if argv[1] == "X":
         from datadistill import distill, load_dataset
 
         distill(load_dataset("tensors", data_dir=npz), "random", 1).save(tmp_path / "X")
+    before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = run(argv, capsys)
     assert code == 2
     assert needle in err
     assert err.startswith("datadistill: error:") and err.count("\n") == 1
     assert "Traceback" not in err
+    if argv[0] in ("distill", "bench", "relabel"):  # refused before writing anything
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_list_and_console_script():

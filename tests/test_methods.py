@@ -176,6 +176,28 @@ def test_ipc_must_be_positive(name, real):
             fast_method(name).distill(real, bad, seed=0)
 
 
+def test_seed_must_be_a_non_negative_integer_that_fits(real):
+    """Seeds are multiplied into larger ones (views, evaluation models): out of range they must be
+    refused, not wrapped or overflowed in the middle of a run."""
+    from datadistill.bench.runner import BenchGrid
+    from datadistill.config import MAX_SEED
+    from datadistill.evaluation import get_protocol
+    from datadistill.teachers import TeacherRecipe
+
+    for bad in (-1, MAX_SEED + 1, 2**64, 1.5, True):
+        with pytest.raises(ConfigError, match="seed must be an integer from 0"):
+            fast_method("random").distill(real, 1, seed=bad)
+        with pytest.raises(ConfigError, match="seed must be an integer from 0"):
+            BenchGrid(dataset="tensors", methods=("random",), ipcs=(1,), seeds=(0, bad))
+    with pytest.raises(ConfigError, match="protocol seed"):
+        get_protocol("dc", seed=-1)
+    with pytest.raises(ConfigError, match="teacher seed"):
+        TeacherRecipe(seed=-1)
+    with pytest.raises(ConfigError, match="ipc must be a positive integer"):
+        BenchGrid(dataset="tensors", methods=("random",), ipcs=(1, 0))
+    assert fast_method("random").distill(real, 1, seed=MAX_SEED).ipc == 1
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_unknown_config_key_raises(name):
     with pytest.raises(ConfigError):

@@ -112,7 +112,7 @@ def _protocol(args: argparse.Namespace, model: str | None = None):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .config import load_yaml_config, parse_set_options
+    from .config import check_seed, load_yaml_config, parse_set_options
     from .export import save_grid
     from .methods import METHODS
     from .methods._matching import CHECKPOINT_FILE, INIT_DIR
@@ -120,6 +120,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cls = METHODS.get(args.method)
     device = _device(args.device, cls)  # before anything touches the run directory
+    if args.ipc < 1:
+        raise ConfigError(f"--ipc must be a positive integer, got {args.ipc}")
+    check_seed(args.seed, "--seed")
     if args.resume:
         if args.force:
             raise RunDirError("--resume and --force contradict each other: resume keeps the run, force restarts it")
@@ -225,13 +228,14 @@ def _set_teacher(args: argparse.Namespace, syn, real):
 def cmd_relabel(args: argparse.Namespace) -> int:
     """Soft labels for any stored set (a coreset, a DM set, a random subset): the same relabel step
     the decoupled methods end with, by the dataset's teacher, into a new run directory."""
-    from .config import parse_set_options, update_config
+    from .config import check_seed, parse_set_options, update_config
     from .evaluation.evaluate import digits_like
     from .export import save_grid
     from .methods._decoupled import RelabelConfig, method_label_epochs, relabel_set
     from .synthetic import SyntheticSet
 
     src, out = Path(args.dir), Path(args.out)
+    check_seed(args.seed, "--seed")
     if out.resolve() == src.resolve():
         raise RunDirError(f"{out}: --out is the set being relabelled; write the relabelled set elsewhere")
     cfg = update_config(RelabelConfig(), parse_set_options(args.set))  # validates
@@ -276,13 +280,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .export import save_grid
     from .synthetic import SyntheticSet
 
-    syn = SyntheticSet.load(args.dir)
-    out = Path(args.out) if args.out else Path(args.dir) / "grid.png"
-    save_grid(syn, out, max_per_class=args.per_class, scale=args.scale)
-    print(out)
+    from .methods._matching import read_metrics
     from .report import save_loss_curve
 
-    curve = save_loss_curve(args.dir, Path(args.dir) / "loss.png" if not args.out else out.with_name(out.stem + "-loss.png"))
+    syn = SyntheticSet.load(args.dir)
+    if args.out:  # a path of the user's: written only where nothing is, unless --force
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"show writes PNG images: --out must end in .png, got {out}")
+        curve_out = out.with_name(out.stem + "-loss.png")
+        has_curve = any("loss" in r for r in read_metrics(args.dir))
+        for path in (out, curve_out) if has_curve else (out,):
+            if path.exists() and not args.force:
+                raise RunDirError(f"{path}: exists (use --force to replace it)")
+    else:  # show's own files in the run directory, redrawn each time
+        out, curve_out = Path(args.dir) / "grid.png", Path(args.dir) / "loss.png"
+    if args.per_class < 1 or args.scale < 1:
+        raise ConfigError(f"--per-class and --scale must be at least 1, got {args.per_class} and {args.scale}")
+    save_grid(syn, out, max_per_class=args.per_class, scale=args.scale)
+    print(out)
+    curve = save_loss_curve(args.dir, curve_out)
     if curve is not None:
         print(curve)
     return 0
@@ -326,13 +343,14 @@ def _report_path(args: argparse.Namespace) -> Path:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.runner import BenchGrid, run_grid
     from .bench.tables import write_benchmarks_md
+    from .config import int_list
 
     results = Path(args.results)
     markdown = _report_path(args)
     if not args.report_only:
         grid = BenchGrid(
             dataset=args.dataset, methods=tuple(m for m in args.methods.split(",") if m),
-            ipcs=tuple(int(i) for i in args.ipc.split(",") if i), seeds=tuple(int(s) for s in args.seeds.split(",")),
+            ipcs=int_list(args.ipc, "--ipc"), seeds=int_list(args.seeds, "--seeds"),
             protocol=args.protocol, protocol_overrides=tuple(args.eval_set), data_dir=args.data_dir,
             full_data=args.full_data, method_overrides=tuple(args.set),
             data_options=tuple(sorted(_data_options(args).items())), val_fraction=args.val_fraction,
@@ -436,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="draw a PNG grid of a distilled set")
     s.add_argument("dir")
-    s.add_argument("--out")
+    s.add_argument("--out", help="PNG path (default: grid.png in the run directory; the loss curve goes beside it "
+                                 "as <name>-loss.png); an existing file is kept unless --force")
+    s.add_argument("--force", action="store_true", help="replace an existing --out")
     s.add_argument("--per-class", type=int, default=10)
     s.add_argument("--scale", type=int, default=2)
     s.set_defaults(func=cmd_show)

@@ -87,6 +87,28 @@ def update_config(config: C, overrides: Mapping[str, Any]) -> C:
     return new
 
 
+MAX_SEED = 2**32 - 1  # seeds are combined into larger ones (e.g. times 1,000,003), which must stay in int64
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """`seed` if it is an integer from 0 to `MAX_SEED`; ConfigError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{what} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
+def int_list(text: str, what: str) -> tuple[int, ...]:
+    """'1,10,50' -> (1, 10, 50); ConfigError naming `what` on an empty list or a non-integer."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = tuple(int(t) for t in items)
+    except ValueError:
+        raise ConfigError(f"{what} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} expects at least one integer, got {text!r}")
+    return values
+
+
 def parse_set_options(items: list[str]) -> dict[str, str]:
     """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}."""
     out = {}

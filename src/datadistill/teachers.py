@@ -25,7 +25,7 @@ from torch import nn
 from ._io import atomic_write_json, atomic_write_with, tensor_digest
 from ._runtime import exact_fp32, machine, warn_if_slow_bf16
 from .augment import DSAConfig
-from .config import model_kwargs_tuple, update_config
+from .config import check_seed, model_kwargs_tuple, update_config
 from .data import RealData
 from .errors import ConfigError, FormatError
 
@@ -71,6 +71,7 @@ class TeacherRecipe:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("teacher epochs and batch_size must be positive")
+        check_seed(self.seed, "teacher seed")
         if self.lr <= 0:
             raise ConfigError(f"teacher lr must be positive, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:

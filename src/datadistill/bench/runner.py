@@ -17,7 +17,7 @@ from .._runtime import machine
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation
-from ..config import before_fields, config_dict, differs, parse_set_options
+from ..config import before_fields, check_seed, config_dict, differs, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
 
@@ -50,6 +50,13 @@ class BenchGrid:
     teacher_overrides: tuple[str, ...] = ()  # "key=value" for the TeacherRecipe
     device: str = "cpu"  # where evaluation runs, and the methods that can (`Method.devices`) distil
     allow_other_set: bool = False  # evaluate a set other than the one its other cells evaluated (see other_sets)
+
+    def __post_init__(self) -> None:
+        for ipc in self.ipcs:
+            if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
+                raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
+        for seed in self.seeds:
+            check_seed(seed)
 
     def load_real(self):
         from .. import load_dataset
@@ -103,6 +110,8 @@ def run_grid(grid: BenchGrid, results_dir: Path, *, quiet: bool = False, max_cel
     from ..methods import METHODS
     from ..synthetic import _git_revision
 
+    if max_cells is not None and max_cells < 0:
+        raise ConfigError(f"max_cells must be 0 or more, got {max_cells}")
     results_dir.mkdir(parents=True, exist_ok=True)
     protocol = get_protocol(grid.protocol, **parse_set_options(list(grid.protocol_overrides)))
     for m in grid.methods:

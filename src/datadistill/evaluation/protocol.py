@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import model_kwargs_tuple, update_config
+from ..config import check_seed, model_kwargs_tuple, update_config
 from ..errors import ConfigError
 
 
@@ -49,6 +49,7 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.num_models < 1 or self.batch_size < 1 or self.min_batches < 1:
             raise ConfigError("protocol epochs, num_models, batch_size and min_batches must be positive")
+        check_seed(self.seed, "protocol seed")
         if self.lr <= 0 or not 0 < self.decay_at <= 1:
             raise ConfigError("protocol lr must be positive and decay_at in (0, 1]")
         if self.augment not in ("dsa", "none"):
