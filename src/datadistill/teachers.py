@@ -243,6 +243,16 @@ def labeler(teacher: Teacher, real: RealData | None, epochs: int,
     return teacher.labelers[epochs]
 
 
+def companions(teacher: Teacher, real: RealData, n: int,
+               progress: Callable[[int, int], None] | None = None) -> list[Teacher]:
+    """`n` more teachers of `teacher`'s recipe with seeds `seed + 1 .. seed + n`: independently
+    trained networks of the same architecture, loaded from (or trained into) the directory `teacher`
+    was cached in. For methods that invert several networks at once (`sre2l teachers=`)."""
+    cache = Path(teacher.info["path"]).parent if teacher.info.get("path") else None
+    return [get_teacher(real, dataclasses.replace(teacher.recipe, seed=teacher.recipe.seed + i), cache_dir=cache,
+                        progress=progress) for i in range(1, n + 1)]
+
+
 def load_teacher(directory: str | Path, real: RealData) -> Teacher:
     """Load a cached teacher directory (weights + teacher.json) for `real`."""
     d = Path(directory)

@@ -147,6 +147,7 @@ class SRe2L(Method):
         class_stat_images: int = 1000
         tv_l2: float = 0.0
         l2: float = 0.0
+        teachers: int = 1  # networks inverted together: the teacher and teachers - 1 more of its recipe
         # The auto labeler at IPC 1: 4 epochs of the teacher's recipe (rded keeps 6). Validation split
         # (Fashion-MNIST, sre2l IPC 1, the same images relabelled; soft protocol, 2 models):
         # | labeler (test acc.) | seed 0 | seed 1 | seed 2 | mean |
@@ -176,6 +177,8 @@ class SRe2L(Method):
                 raise ConfigError("sre2l class_stat_images must be positive")
             if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
                 raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
+            if self.teachers < 1:
+                raise ConfigError(f"sre2l teachers must be at least 1, got {self.teachers}")
             if not (self.tv_l2 >= 0 and self.l2 >= 0):
                 raise ConfigError(f"sre2l tv_l2 and l2 must be non-negative, got {self.tv_l2} and {self.l2}")
 
@@ -206,48 +209,71 @@ class SRe2L(Method):
             x_all = sel.view(k, ipc, *sel.shape[1:]).transpose(0, 1).reshape(len(labels), *sel.shape[1:]).clone()
         else:
             x_all = torch.randn(len(labels), *real.image_shape, generator=g)
-        model = teacher.model
-        model.eval()
+        nets = [teacher]
+        if cfg.teachers > 1:
+            from ..teachers import companions
+
+            nets += companions(teacher, real, cfg.teachers - 1, progress=lambda e, t: self.report(
+                callbacks, Progress(e, t, message="training a companion teacher")))
         warn_if_slow_bf16(teacher.recipe.precision, "cpu")
-        stats = _BNStats(model)
-        if cfg.bn_stats == "class":
-            stats.remove()  # measuring the real statistics must not run the recovery hooks
-            targets = class_bn_statistics(model, stats.layers, real, cfg.class_stat_images, g)
-            stats = _BNStats(model)
-            stats.set_class_targets(targets)
-        batches = list(range(0, len(labels), per_batch))
+        hooks: list[_BNStats] = []
         try:
-            for b, start in enumerate(batches):
-                y = labels[start:start + per_batch]
-                stats.onehot = F.one_hot(y, k).float()
-                x = x_all[start:start + per_batch].clone().requires_grad_(True)
-                opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
-                for it in range(cfg.iterations):
-                    for group in opt.param_groups:
-                        group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
-                    dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
-                    xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-                    if flip and bool(torch.rand(1, generator=g) < 0.5):
-                        xj = xj.flip(3)
-                    stats.losses.clear()
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=teacher.recipe.precision == "bf16"):
-                        out = model(xj)
-                    bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
-                    loss = F.cross_entropy(out.float(), y) + cfg.r_bn * bn
-                    if cfg.tv_l2 or cfg.l2:
-                        loss = loss + image_prior(xj, cfg.tv_l2, cfg.l2)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    with torch.no_grad():
-                        x.copy_(torch.maximum(torch.minimum(x, hi), lo))
-                    if (it + 1) % 50 == 0 or it + 1 == cfg.iterations:
-                        self.report(callbacks, Progress(b * cfg.iterations + it + 1, len(batches) * cfg.iterations,
-                                                        loss=float(loss.detach()), message="recover"))
-                x_all[start:start + per_batch] = x.detach()
+            for net in nets:
+                net.model.eval()
+                stats = _BNStats(net.model)
+                hooks.append(stats)
+                if cfg.bn_stats == "class":
+                    stats.remove()  # measuring the real statistics must not run the recovery hooks
+                    targets = class_bn_statistics(net.model, stats.layers, real, cfg.class_stat_images, g)
+                    hooks[-1] = stats = _BNStats(net.model)
+                    stats.set_class_targets(targets)
+            self._recover(x_all, labels, k, nets, hooks, per_batch, flip, lo, hi, g, callbacks)
         finally:
-            stats.remove()
+            for stats in hooks:
+                stats.remove()
         order = torch.argsort(labels, stable=True)  # class by class, as every other method
         syn = self.make_set(real, x_all[order], labels[order].long(), ipc, seed,
                             meta={"iterations": cfg.iterations})
         return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, real=real, callbacks=callbacks)
+
+    def _recover(self, x_all: torch.Tensor, labels: torch.Tensor, k: int, nets: list[Any], hooks: list[_BNStats],
+                 per_batch: int, flip: bool, lo: torch.Tensor, hi: torch.Tensor, g: torch.Generator,
+                 callbacks: tuple[Callback, ...]) -> None:
+        """Optimise `x_all` in place, batch by batch: the loss is the mean over `nets` of each one's
+        cross-entropy plus its BatchNorm statistics term (one network: the paper's loss)."""
+        cfg = self.config
+        assert isinstance(cfg, SRe2L.Config)
+        batches = list(range(0, len(labels), per_batch))
+        for b, start in enumerate(batches):
+            y = labels[start:start + per_batch]
+            for stats in hooks:
+                stats.onehot = F.one_hot(y, k).float()
+            x = x_all[start:start + per_batch].clone().requires_grad_(True)
+            opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
+            for it in range(cfg.iterations):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
+                dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
+                xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+                if flip and bool(torch.rand(1, generator=g) < 0.5):
+                    xj = xj.flip(3)
+                loss = torch.zeros(())
+                for net, stats in zip(nets, hooks):
+                    stats.losses.clear()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=net.recipe.precision == "bf16"):
+                        out = net.model(xj)
+                    bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
+                    loss = loss + F.cross_entropy(out.float(), y) + cfg.r_bn * bn
+                if len(nets) > 1:
+                    loss = loss / len(nets)
+                if cfg.tv_l2 or cfg.l2:
+                    loss = loss + image_prior(xj, cfg.tv_l2, cfg.l2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    x.copy_(torch.maximum(torch.minimum(x, hi), lo))
+                if (it + 1) % 50 == 0 or it + 1 == cfg.iterations:
+                    self.report(callbacks, Progress(b * cfg.iterations + it + 1, len(batches) * cfg.iterations,
+                                                    loss=float(loss.detach()), message="recover"))
+            x_all[start:start + per_batch] = x.detach()
