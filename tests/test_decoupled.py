@@ -457,6 +457,23 @@ def test_sre2l_several_teachers_invert_the_teacher_and_cached_companions(real, t
     assert ce(teacher, runs[0]) < 1.1 * ce(teacher, one)
 
 
+def test_sre2l_random_resized_crops_replace_the_jitter(real, teacher, monkeypatch):
+    import datadistill.methods.sre2l as sre2l_module
+
+    seen = []
+    crop_views = sre2l_module.crop_views
+    monkeypatch.setattr(sre2l_module, "crop_views", lambda x, b, f: seen.append(b.float()) or crop_views(x, b, f))
+    opts = dict(iterations=100, batch_size=8, soft_labels="image")
+    jittered = get_method("sre2l", **opts).distill(real, 1, seed=0, teacher=teacher)
+    assert not seen  # the default: the paper's small-image recipe, rolled jitter
+    runs = [get_method("sre2l", **opts, crop_scale_min=0.5).distill(real, 1, seed=0, teacher=teacher) for _ in range(2)]
+    assert torch.equal(runs[0].images, runs[1].images) and not torch.equal(runs[0].images, jittered.images)
+    boxes = torch.cat(seen)  # (cy, cx, h, w) per image per iteration, as fractions of the side
+    assert len(boxes) == 2 * 100 * len(runs[0].images)
+    area = boxes[:, 2] * boxes[:, 3]
+    assert area.min() >= 0.5 * 0.99 and area.max() <= 1.0 and area.std() > 0.05
+
+
 def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
     plain = get_teacher(real, TINY_TEACHER.replace(model_kwargs={"norm": "instance", "width": 8}, epochs=1),
                         cache_dir=teacher_dir)
@@ -471,7 +488,8 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
                                               ("sre2l", "tv_l2", -1e-4), ("sre2l", "l2", float("nan")),
                                               ("rded", "top_k", 0), ("rded", "draws", -1), ("rded", "draw_epochs", 0),
                                               ("rded", "probe_images", 0), ("rded", "label_epochs", -2),
-                                              ("sre2l", "label_epochs", -3), ("sre2l", "teachers", 0)])
+                                              ("sre2l", "label_epochs", -3), ("sre2l", "teachers", 0),
+                                              ("sre2l", "crop_scale_min", 0), ("sre2l", "crop_scale_min", 1.5)])
 def test_decoupled_configs_reject_invalid_values(name, field, value):
     with pytest.raises(ConfigError):
         get_method(name, **{field: value})

@@ -19,7 +19,7 @@ G-VBSM and EDC's soft category-aware matching); the default is the paper's 'glob
 `tv_l2` and `l2` add DeepInversion's image priors (Yin et al., CVPR 2020, which SRe2L builds on and
 drops): the total variation (l2 norms of neighbouring-pixel differences in four directions) and the
 l2 norm of the jittered images; the default 0 is SRe2L's. Screened on the validation split
-(Fashion-MNIST, IPC 1, soft protocol, 2 models, seeds 0 / 1 / 2; `benchmarks/screens/sre2l_prior.sh`):
+(Fashion-MNIST, IPC 1, soft protocol, 2 models, seeds 0 / 1 / 2; `benchmarks/screens/sre2l_field.sh 1 tv_l2 ...`):
 tv_l2 0 gave 81.14 / 79.57 / 77.43 (79.38), 1e-4 74.75 / 80.36 / 81.12 (78.74), 1e-3 60.16 / 63.12 /
 61.16, 1e-2 43.41 / 45.39 / 45.67: smoother images train worse here, so the prior stays off.
 
@@ -43,6 +43,7 @@ from torch import nn
 from .._runtime import warn_if_slow_bf16
 from ..data import RealData
 from ..errors import ConfigError
+from ..softlabels import ViewRecipe, crop_views, sample_views
 from ..synthetic import SyntheticSet
 from ._decoupled import RelabelConfig, relabel_set, require_teacher
 from .base import Callback, Method, Progress, register
@@ -148,6 +149,7 @@ class SRe2L(Method):
         tv_l2: float = 0.0
         l2: float = 0.0
         teachers: int = 1  # networks inverted together: the teacher and teachers - 1 more of its recipe
+        crop_scale_min: float = 1.0  # < 1: a random resized crop per image replaces the rolled jitter
         # The auto labeler at IPC 1: 4 epochs of the teacher's recipe (rded keeps 6). Validation split
         # (Fashion-MNIST, sre2l IPC 1, the same images relabelled; soft protocol, 2 models):
         # | labeler (test acc.) | seed 0 | seed 1 | seed 2 | mean |
@@ -177,6 +179,8 @@ class SRe2L(Method):
                 raise ConfigError("sre2l class_stat_images must be positive")
             if self.lr <= 0 or self.r_bn < 0 or self.first_bn_multiplier < 0:
                 raise ConfigError("sre2l lr must be positive, r_bn and first_bn_multiplier non-negative")
+            if not 0 < self.crop_scale_min <= 1:
+                raise ConfigError(f"sre2l crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
             if self.teachers < 1:
                 raise ConfigError(f"sre2l teachers must be at least 1, got {self.teachers}")
             if not (self.tv_l2 >= 0 and self.l2 >= 0):
@@ -244,6 +248,7 @@ class SRe2L(Method):
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
         batches = list(range(0, len(labels), per_batch))
+        crops = ViewRecipe(scale=(cfg.crop_scale_min, 1.0), cutmix=0.0) if cfg.crop_scale_min < 1 else None
         for b, start in enumerate(batches):
             y = labels[start:start + per_batch]
             for stats in hooks:
@@ -253,10 +258,14 @@ class SRe2L(Method):
             for it in range(cfg.iterations):
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
-                dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
-                xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-                if flip and bool(torch.rand(1, generator=g) < 0.5):
-                    xj = xj.flip(3)
+                if crops is not None:
+                    v = sample_views(len(x), crops, g, flip)
+                    xj = crop_views(x, v["view_boxes"], v["view_flips"])
+                else:
+                    dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
+                    xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+                    if flip and bool(torch.rand(1, generator=g) < 0.5):
+                        xj = xj.flip(3)
                 loss = torch.zeros(())
                 for net, stats in zip(nets, hooks):
                     stats.losses.clear()
