@@ -278,10 +278,9 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .export import save_grid
-    from .synthetic import SyntheticSet
-
     from .methods._matching import read_metrics
     from .report import save_loss_curve
+    from .synthetic import SyntheticSet
 
     syn = SyntheticSet.load(args.dir)
     if args.out:  # a path of the user's: written only where nothing is, unless --force
