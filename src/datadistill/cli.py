@@ -112,7 +112,7 @@ def _protocol(args: argparse.Namespace, model: str | None = None):
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .config import check_seed, load_yaml_config, parse_set_options
+    from .config import check_ipc, check_seed, load_yaml_config, parse_set_options
     from .export import save_grid
     from .methods import METHODS
     from .methods._matching import CHECKPOINT_FILE, INIT_DIR
@@ -120,8 +120,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cls = METHODS.get(args.method)
     device = _device(args.device, cls)  # before anything touches the run directory
-    if args.ipc < 1:
-        raise ConfigError(f"--ipc must be a positive integer, got {args.ipc}")
+    check_ipc(args.ipc, "--ipc")
     check_seed(args.seed, "--seed")
     if args.resume:
         if args.force:

@@ -97,6 +97,13 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     return seed
 
 
+def check_ipc(ipc: Any, what: str = "ipc") -> int:
+    """`ipc` if it is a positive integer; ConfigError otherwise."""
+    if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {ipc!r}")
+    return ipc
+
+
 def int_list(text: str, what: str) -> tuple[int, ...]:
     """'1,10,50' -> (1, 10, 50); ConfigError naming `what` on an empty list or a non-integer."""
     items = [t.strip() for t in text.split(",") if t.strip()]

@@ -237,9 +237,8 @@ def labeler(teacher: Teacher, real: RealData | None, epochs: int,
     if epochs not in teacher.labelers:
         if real is None:
             raise ValueError("a labeler that is not the teacher is trained on the real data: pass real=")
-        cache = Path(teacher.info["path"]).parent if teacher.info.get("path") else None
         teacher.labelers[epochs] = get_teacher(real, dataclasses.replace(teacher.recipe, epochs=epochs),
-                                               cache_dir=cache, progress=progress)
+                                               cache_dir=_cache_dir(teacher), progress=progress)
     return teacher.labelers[epochs]
 
 
@@ -248,9 +247,13 @@ def companions(teacher: Teacher, real: RealData, n: int,
     """`n` more teachers of `teacher`'s recipe with seeds `seed + 1 .. seed + n`: independently
     trained networks of the same architecture, loaded from (or trained into) the directory `teacher`
     was cached in. For methods that invert several networks at once (`sre2l teachers=`)."""
-    cache = Path(teacher.info["path"]).parent if teacher.info.get("path") else None
-    return [get_teacher(real, dataclasses.replace(teacher.recipe, seed=teacher.recipe.seed + i), cache_dir=cache,
-                        progress=progress) for i in range(1, n + 1)]
+    return [get_teacher(real, dataclasses.replace(teacher.recipe, seed=teacher.recipe.seed + i),
+                        cache_dir=_cache_dir(teacher), progress=progress) for i in range(1, n + 1)]
+
+
+def _cache_dir(teacher: Teacher) -> Path | None:
+    """The cache directory `teacher` was loaded from or saved into (None: not cached)."""
+    return Path(teacher.info["path"]).parent if teacher.info.get("path") else None
 
 
 def load_teacher(directory: str | Path, real: RealData) -> Teacher:

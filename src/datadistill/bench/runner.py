@@ -17,7 +17,7 @@ from .._runtime import machine
 from ..methods._matching import CHECKPOINT_FILE, INIT_DIR, is_stage_of
 from ..synthetic import TENSORS_FILE, SyntheticSet
 from .softtrack import cached_evaluation
-from ..config import before_fields, check_seed, config_dict, differs, parse_set_options
+from ..config import before_fields, check_ipc, check_seed, config_dict, differs, parse_set_options
 from ..errors import ConfigError
 from ..progress import ProgressBar
 
@@ -53,8 +53,7 @@ class BenchGrid:
 
     def __post_init__(self) -> None:
         for ipc in self.ipcs:
-            if isinstance(ipc, bool) or not isinstance(ipc, int) or ipc < 1:
-                raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
+            check_ipc(ipc)
         for seed in self.seeds:
             check_seed(seed)
 

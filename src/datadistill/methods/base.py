@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from .._runtime import machine
-from ..config import check_seed, config_dict, update_config
+from ..config import check_ipc, check_seed, config_dict, update_config
 from ..data import RealData
 from ..devices import device_name  # noqa: F401  (re-exported: methods.base.device_name)
 from ..errors import ConfigError
@@ -94,8 +94,7 @@ class Method:
         and ends as an uninterrupted run would. Methods without iterations ignore `resume`.
         Methods tagged 'needs_teacher' use `teacher` (a `teachers.Teacher`, e.g. from
         `get_teacher(real, cache_dir=...)`); without one they train a default teacher first."""
-        if not isinstance(ipc, int) or ipc < 1:
-            raise ConfigError(f"ipc must be a positive integer, got {ipc!r}")
+        check_ipc(ipc)
         check_seed(seed)
         if real.device.type not in self.devices:
             raise ConfigError(f"{self.name} runs on {' or '.join(self.devices)}, not on {real.device.type}; "

@@ -290,8 +290,7 @@ class SRe2L(Method):
                         out = net.model(xj)
                     bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
                     loss = loss + F.cross_entropy(out.float(), y) + cfg.r_bn * bn
-                if len(nets) > 1:
-                    loss = loss / len(nets)
+                loss = loss / len(nets)  # exact for one network: the paper's loss as before
                 if cfg.tv_l2 or cfg.l2:
                     loss = loss + image_prior(xj, cfg.tv_l2, cfg.l2)
                 opt.zero_grad(set_to_none=True)
