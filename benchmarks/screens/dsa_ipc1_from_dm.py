@@ -13,31 +13,20 @@ it does at IPC 10) and at least 0.3 above the current default's 71.20 (init=real
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
-from pathlib import Path
 
 import datadistill as dd
 from datadistill._io import atomic_write_text
-from datadistill._runtime import tune_allocator
 from datadistill.methods._matching import INIT_DIR
+
+from _screen import start
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--iterations", default="0,100,250,500")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", action="append", default=[], help="extra dsa config field=value (float or str)")
-    args = ap.parse_args()
-    tune_allocator()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    args, results_path, results = start(__doc__.split("\n\n")[0], "0,100,250,500")
+    out = results_path.parent
     extra = {}
     for kv in args.set:
         k, v = kv.split("=", 1)

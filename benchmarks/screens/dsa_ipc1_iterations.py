@@ -17,29 +17,20 @@ measured for the default set on another CPU (`dsa_ipc1_from_dm.py`).
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import datadistill as dd
 from datadistill._io import atomic_write_text
-from datadistill._runtime import tune_allocator
 from datadistill.methods import get_method
 from datadistill.methods import dc as dc_module
 
+from _screen import start
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--iterations", default="1000,2000,3000")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    tune_allocator()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    args, results_path, results = start(__doc__.split("\n\n")[0], "1000,2000,3000")
+    if args.set:
+        raise SystemExit("this screen runs the default config; --set is not supported")
     counts = sorted(int(s) for s in args.iterations.split(","))
     todo = [k for k in counts if f"iterations={k},seed={args.seed}" not in results]
     if todo:
