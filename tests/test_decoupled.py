@@ -435,7 +435,7 @@ def test_sre2l_several_teachers_invert_the_teacher_and_cached_companions(real, t
 
     from datadistill.teachers import companions
 
-    opts = dict(iterations=100, batch_size=8, soft_labels="image", lr=0.25)  # the figures below: lr 0.25
+    opts = dict(iterations=100, batch_size=8, soft_labels="image")
     one = get_method("sre2l", **opts).distill(real, 2, seed=0, teacher=teacher)
     runs = [get_method("sre2l", **opts, teachers=2).distill(real, 2, seed=0, teacher=teacher) for _ in range(2)]
     assert torch.equal(runs[0].images, runs[1].images)  # deterministic, the companion loaded the second time
@@ -483,7 +483,7 @@ def test_sre2l_refuses_a_teacher_without_batchnorm(real, teacher_dir):
 
 @pytest.mark.parametrize("name,field,value", [("rded", "factor", 0), ("rded", "view_scale_min", -0.5), ("rded", "view_scale_min", 1.5),
                                               ("rded", "selection", "best"), ("rded", "candidates", -1),
-                                              ("sre2l", "lr", -1), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
+                                              ("sre2l", "lr", -1), ("sre2l", "lr", float("inf")), ("sre2l", "soft_labels", "both"), ("sre2l", "init", "dm"),
                                               ("sre2l", "bn_stats", "layer"), ("sre2l", "class_stat_images", 0),
                                               ("sre2l", "tv_l2", -1e-4), ("sre2l", "l2", float("nan")),
                                               ("rded", "top_k", 0), ("rded", "draws", -1), ("rded", "draw_epochs", 0),
@@ -678,20 +678,6 @@ def test_view_crop_scale_auto_per_ipc():
     assert get_method("rded").for_ipc(1).config.view_scale_min == 0.25
     assert get_method("sre2l").for_ipc(10).config.view_scale_min == 1.0
     assert get_method("rded", view_scale_min=0.5).for_ipc(1).config.view_scale_min == 0.5
-
-
-def test_sre2l_lr_auto_per_ipc(real, teacher):
-    """lr 0 (the default) is 0.1 up to IPC 10 and the paper's 0.25 above; an explicit lr is kept; the
-    set made with the auto value is the one made with that value set, and the set records it."""
-    assert [get_method("sre2l").for_ipc(k).config.lr for k in (1, 2, 10, 11, 50)] == [0.1, 0.1, 0.1, 0.25, 0.25]
-    assert get_method("sre2l", lr=0.3).for_ipc(1).config.lr == 0.3
-    with pytest.raises(ConfigError, match="lr"):
-        get_method("sre2l", lr=float("inf"))
-    auto, fixed, paper = (get_method("sre2l", iterations=3, soft_labels="image", **kw).distill(real, 1, seed=0, teacher=teacher)
-                          for kw in ({}, {"lr": 0.1}, {"lr": 0.25}))
-    assert torch.equal(auto.images, fixed.images)
-    assert not torch.equal(auto.images, paper.images)
-    assert auto.config["lr"] == 0.1
 
 
 def test_rded_candidates_auto_per_ipc_draws_the_whole_class_above_ipc_10(real, teacher):
