@@ -41,7 +41,7 @@ set transferring worse (mlp and lenet), so the same sets were scored on validati
 lenet, with a rule written first: an IPC goes back to 0.25 if both lose more than 1.0 on the mean
 of the three seeds. Both did, at both IPCs: IPC 1 mlp 47.66 against 54.15, lenet 48.61 against
 54.03; IPC 10 mlp 60.00 against 63.57, lenet 75.76 against 77.06. So the paper's 0.25 stays: the
-smaller lr leaves noisier images that only the ConvNet-3 they were recovered through learns well.
+smaller lr leaves noisier images, which train the teacher's architecture better and others worse.
 
 `teachers=N` inverts the teacher together with N-1 more networks of its recipe (seeds +1 .. +N-1,
 trained into the teacher's cache by `teachers.companions`): the loss is the mean of each network's
