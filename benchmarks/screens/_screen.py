@@ -9,15 +9,17 @@ from typing import Any
 from datadistill._runtime import tune_allocator
 
 
-def start(description: str, iterations: str) -> tuple[argparse.Namespace, Path, dict[str, Any]]:
-    """Parse --out / --dataset / --iterations (default `iterations`) / --seed, tune the allocator,
-    make the output folder: (arguments, results path, the results kept there so far)."""
+def start(description: str, iterations: str, set_option: bool = True) -> tuple[argparse.Namespace, Path, dict[str, Any]]:
+    """Parse --out / --dataset / --iterations (default `iterations`) / --seed (and --set, for a screen
+    that takes extra config fields), tune the allocator, make the output folder: (arguments, results
+    path, the results kept there so far)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--iterations", default=iterations)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--set", action="append", default=[], help="extra dsa config field=value (float or str)")
+    if set_option:
+        ap.add_argument("--set", action="append", default=[], help="extra dsa config field=value (float or str)")
     args = ap.parse_args()
     tune_allocator()
     out = Path(args.out)
