@@ -1,6 +1,7 @@
 """The command line: the happy path on a tiny dataset, and every bad-input case exits 2 with one line."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -173,6 +174,18 @@ def test_list_and_console_script():
     proc = subprocess.run([sys.executable, "-m", "datadistill.cli", "distill", "--dataset", "nope", "--method",
                            "random", "--ipc", "1", "--out", "x"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_help_names_every_protocol_and_where_bench_keeps_teachers():
+    from datadistill.cli import build_parser
+    from datadistill.evaluation.protocol import PRESETS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command in ("distill", "evaluate", "bench"):
+        text = " ".join(sub[command].format_help().split())
+        assert all(name in text.split("protocol preset:")[1][:80] for name in PRESETS), (command, text)
+    assert "'teachers' beside --results" in " ".join(sub["bench"].format_help().split())
+    assert "~/.cache/datadistill/teachers" in " ".join(sub["teacher"].format_help().split())
 
 
 def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):

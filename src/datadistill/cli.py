@@ -59,7 +59,8 @@ def _load_real(args: argparse.Namespace, name: str, data_dir: str | None = None,
 
 
 def _add_protocol_args(p: argparse.ArgumentParser, default: str = "dsa") -> None:
-    p.add_argument("--protocol", default=default, help=f"evaluation protocol preset: dc | dsa (default {default})")
+    p.add_argument("--protocol", default=default,
+                   help=f"evaluation protocol preset: dc | dsa | soft | smoke (`datadistill list protocols`; default {default})")
     p.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a protocol field, e.g. --eval-set num_models=3 (repeatable)")
 
@@ -71,10 +72,10 @@ def _default_teacher_cache() -> str:
     return str(Path(base) / "datadistill" / "teachers")
 
 
-def _add_teacher_args(p: argparse.ArgumentParser, default: str | None = None) -> None:
+def _add_teacher_args(p: argparse.ArgumentParser, default: str | None = None, default_help: str | None = None) -> None:
     p.add_argument("--teacher-cache", default=default,
                    help="directory of cached teachers (trained once per dataset, split and recipe; default "
-                        + (default or "~/.cache/datadistill/teachers") + ")")
+                        + (default_help or default or "~/.cache/datadistill/teachers") + ")")
     p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a teacher recipe field, e.g. --teacher-set epochs=30 (repeatable)")
 
@@ -492,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-other-set", action="store_true",
                    help="evaluate a set although the set's cells under other protocols or architectures evaluated "
                         "another one (made again on another CPU type, say); without it such a cell stops with an error")
-    _add_teacher_args(b, default=None)
+    _add_teacher_args(b, default_help="'teachers' beside --results")
     _add_data_args(b)
     _add_protocol_args(b, default="dc")
     b.set_defaults(func=cmd_bench)
