@@ -72,10 +72,10 @@ def _default_teacher_cache() -> str:
     return str(Path(base) / "datadistill" / "teachers")
 
 
-def _add_teacher_args(p: argparse.ArgumentParser, default: str | None = None, default_help: str | None = None) -> None:
-    p.add_argument("--teacher-cache", default=default,
-                   help="directory of cached teachers (trained once per dataset, split and recipe; default "
-                        + (default_help or default or "~/.cache/datadistill/teachers") + ")")
+def _add_teacher_args(p: argparse.ArgumentParser, default_help: str = "~/.cache/datadistill/teachers") -> None:
+    """`default_help`: where the command keeps teachers when --teacher-cache is not given."""
+    p.add_argument("--teacher-cache", default=None,
+                   help=f"directory of cached teachers (trained once per dataset, split and recipe; default {default_help})")
     p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a teacher recipe field, e.g. --teacher-set epochs=30 (repeatable)")
 
