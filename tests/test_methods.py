@@ -380,3 +380,17 @@ def test_progress_bar_starts_a_new_bar_for_each_stage(disable):
     assert bar.bar is not first and bar.bar.total == 6 and bar.shown == "dsa ipc=10"
     bar(2, 6)  # the (done, total) form
     bar.close()
+
+
+def test_progress_bar_resumed_part_way_counts_its_rate_from_where_it_resumed(monkeypatch):
+    from datadistill import progress
+
+    bar = progress.ProgressBar("soft track", disable=False)
+    bar(3000, 5000)  # 3 of 5 models were kept from an earlier run
+    bar.bar.start_t = 100.0
+    monkeypatch.setattr(bar.bar, "_time", lambda: 102.0)  # tqdm's own timer: 2 s after the bar began
+    bar(3004, 5000)  # 4 steps in 2 s now
+    meter = bar.bar.format_dict
+    rate = (meter["n"] - meter["initial"]) / meter["elapsed"]
+    assert meter["initial"] == 3000 and rate == pytest.approx(2.0)
+    bar.close()

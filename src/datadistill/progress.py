@@ -24,7 +24,10 @@ class ProgressBar:
             self.close()
         if self.bar is None:
             self.shown = desc
-            self.bar = tqdm(total=total, desc=desc, disable=self.disable, leave=False, dynamic_ncols=True)
+            # a stage resumed part-way (a bench cell whose first models were kept) starts its bar at `done`,
+            # so the rate and ETA count only the work done now, not the kept work as if done in an instant
+            self.bar = tqdm(total=total, initial=done, desc=desc, disable=self.disable, leave=False,
+                            dynamic_ncols=True)
         self.bar.n = done
         if loss is not None:
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
