@@ -270,6 +270,25 @@ def test_bench_report_keeps_machines_and_seed_sets_apart(tmp_path, npz, capsys):
     assert "--methods class-mean,random" not in text  # class-mean has no seed 1
 
 
+def test_reproduce_asks_for_the_full_data_reference_only_where_the_table_shows_it(tmp_path, npz, capsys):
+    """The reference is ConvNet-3's with hard labels: a table of another architecture does not show it,
+    so its Reproduce command must not train it (--full-data)."""
+    results, md = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    common = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "1", "--seeds", "0", "--protocol",
+              "dc", "--methods", "random", *FAST_EVAL, "--results", str(results), "--markdown", str(md)]
+    assert run(common, capsys)[0] == 0
+    assert run([*common, "--eval-set", "model=mlp"], capsys)[0] == 0
+    (results / "reference-tensors-0.json").write_text(json.dumps({
+        "dataset": "tensors", "method": "full", "n_train": 40, "recipe": {"augment": "none", "epochs": 3},
+        "protocol": {"model": "convnet"}, "mean": 50.0, "std": 0.0, "per_model": [50.0], "wall_time_s": 1.0}))
+    assert run([*common, "--report-only"], capsys)[0] == 0
+    tables = md.read_text().split("\n## ")
+    convnet = next(t for t in tables if "evaluated on convnet" in t)
+    mlp = next(t for t in tables if "evaluated on mlp" in t)
+    assert "| whole dataset (40 images" in convnet and "--protocol dc --full-data" in convnet
+    assert "whole dataset" not in mlp and "--eval-set model=mlp" in mlp and "--full-data" not in mlp
+
+
 def test_reproduce_commands_split_by_seeds_overrides_and_device():
     """The soft-label track's Reproduce line is made as the hard tables' is: one command per set of
     seeds (IPC 1 at three seeds, the rest at one), per override set, and --device cuda where a cell
