@@ -186,6 +186,10 @@ def test_help_names_every_protocol_and_where_bench_keeps_teachers():
         assert all(name in text.split("protocol preset:")[1][:80] for name in PRESETS), (command, text)
     assert "'teachers' beside --results" in " ".join(sub["bench"].format_help().split())
     assert "~/.cache/datadistill/teachers" in " ".join(sub["teacher"].format_help().split())
+    # the command list's line for speed names what each --what times
+    speed = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    line = " ".join(next(c.help for c in speed._choices_actions if c.dest == "speed").split())
+    assert all(what in line for what in ("evaluation", "DM iteration", "DC / DSA outer step", "teacher")), line
 
 
 def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):

@@ -498,9 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_protocol_args(b, default="dc")
     b.set_defaults(func=cmd_bench)
 
-    sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path) or a DM "
-                                      "iteration (the straightforward per-class loop against ours)")
-    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher"), default="evaluation")
+    sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path), a DM "
+                                      "iteration or a DC / DSA outer step (the straightforward per-class loop "
+                                      "against ours), or a teacher training step")
+    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher"), default="evaluation",
+                    help="what to time (default: evaluation); teacher: the teacher recipe's batch norm as modules "
+                         "against its statistics from the patches")
     sp.add_argument("--iterations", type=int, default=5,
                     help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop; teacher: "
                          "training steps per epoch (2 timed epochs per path)")
