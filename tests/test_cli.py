@@ -192,6 +192,15 @@ def test_help_names_every_protocol_and_where_bench_keeps_teachers():
     assert all(what in line for what in ("evaluation", "DM iteration", "DC / DSA outer step", "teacher")), line
 
 
+def test_every_argument_of_every_command_has_a_help():
+    from datadistill.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    missing = [f"{name} {a.option_strings[0] if a.option_strings else a.dest}" for name, parser in sub.items()
+               for a in parser._actions if not a.help and a.dest != "help"]
+    assert missing == []
+
+
 def test_bench_grid_resumes_and_writes_markdown(tmp_path, npz, capsys):
     results = tmp_path / "results"
     md = tmp_path / "BENCHMARKS.md"

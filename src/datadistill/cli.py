@@ -418,13 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("distill", help="distil a dataset into a run directory")
-    d.add_argument("--dataset", required=True)
-    d.add_argument("--method", required=True)
+    d.add_argument("--dataset", required=True, help="a registered dataset (`datadistill list datasets`)")
+    d.add_argument("--method", required=True, help="a registered method (`datadistill list methods`)")
     d.add_argument("--ipc", type=int, required=True, help="images per class")
     d.add_argument("--out", required=True, help="run directory (must not exist, or be empty, unless --force)")
     d.add_argument("--config", help="YAML file of method config overrides")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seeds every random draw of the run (default 0)")
     d.add_argument("--force", action="store_true", help="replace files in an existing run directory")
     d.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from the checkpoint in --out (same method, ipc, seed, config)")
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser("evaluate", help="train fresh models on a distilled set and test them")
-    e.add_argument("dir")
+    e.add_argument("dir", help="a run directory (synthetic.safetensors + manifest.json)")
     e.add_argument("--models", help="comma-separated architectures (cross-architecture evaluation)")
     e.add_argument("--split", choices=("test", "val"), default="test",
                    help="val: accuracy on the validation split, to choose between configs (kept apart from "
@@ -452,30 +452,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("show", help="draw a PNG grid of a distilled set")
-    s.add_argument("dir")
+    s.add_argument("dir", help="a run directory")
     s.add_argument("--out", help="PNG path (default: grid.png in the run directory; the loss curve goes beside it "
                                  "as <name>-loss.png); an existing file is kept unless --force")
     s.add_argument("--force", action="store_true", help="replace an existing --out")
-    s.add_argument("--per-class", type=int, default=10)
-    s.add_argument("--scale", type=int, default=2)
+    s.add_argument("--per-class", type=int, default=10, help="images drawn per class, at most (default 10)")
+    s.add_argument("--scale", type=int, default=2, help="pixels per image pixel (default 2)")
     s.set_defaults(func=cmd_show)
 
     x = sub.add_parser("export", help="export a distilled set as an image folder or .npz")
-    x.add_argument("dir")
-    x.add_argument("--to", choices=("folder", "npz"), required=True)
-    x.add_argument("--out")
-    x.add_argument("--force", action="store_true")
+    x.add_argument("dir", help="a run directory")
+    x.add_argument("--to", choices=("folder", "npz"), required=True,
+                   help="folder: one PNG per image, a sub-folder per class (soft labels in labels.json); npz: one NumPy archive")
+    x.add_argument("--out", help="where to write (default: images/ or synthetic.npz in the run directory)")
+    x.add_argument("--force", action="store_true", help="replace an existing --out")
     x.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("list", help="list registered names")
-    ls.add_argument("what", choices=("methods", "datasets", "models", "protocols"))
+    ls.add_argument("what", choices=("methods", "datasets", "models", "protocols"), help="which registry to list")
     ls.set_defaults(func=cmd_list)
 
     b = sub.add_parser("bench", help="run a resumable benchmark grid and regenerate BENCHMARKS.md")
-    b.add_argument("--dataset", default="fashion-mnist")
-    b.add_argument("--methods", default="random")
-    b.add_argument("--ipc", default="1,10,50")
-    b.add_argument("--seeds", default="0")
+    b.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist)")
+    b.add_argument("--methods", default="random", help="comma-separated methods (default random)")
+    b.add_argument("--ipc", default="1,10,50", help="comma-separated images per class (default 1,10,50)")
+    b.add_argument("--seeds", default="0", help="comma-separated distillation seeds, one cell each (default 0)")
     b.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="method config override for the grid, e.g. best-of-random.candidates=5")
     b.add_argument("--full-data", action="store_true", help="also run the (cached) full-data reference")
@@ -483,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on this device (cpu or cuda[:N]), and distil there with the methods that run "
                         "there (dm, dm-multilayer; the others distil on the CPU); each result row records where its "
                         "set was distilled and evaluated")
-    b.add_argument("--results", default="benchmarks/results")
+    b.add_argument("--results", default="benchmarks/results",
+                   help="the folder of result cells, one JSON file each (default benchmarks/results)")
     b.add_argument("--markdown", default=None, help=MARKDOWN_HELP)
     b.add_argument("--report-only", action="store_true", help="only regenerate the markdown")
     b.add_argument("--max-cells", type=int, help="stop after this many new cells")
@@ -507,11 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, default=5,
                     help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop; teacher: "
                          "training steps per epoch (2 timed epochs per path)")
-    sp.add_argument("--dataset", default="fashion-mnist")
-    sp.add_argument("--ipc", type=int, default=10)
+    sp.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist)")
+    sp.add_argument("--ipc", type=int, default=10, help="images per class of the set timed (default 10)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dc/dsa: also time the view-pool schedule pool_size=P, refresh_every=R, iterations=I")
-    sp.add_argument("--epochs", type=int, default=1000)
+    sp.add_argument("--epochs", type=int, default=1000, help="evaluation: training epochs timed (default 1000)")
     sp.add_argument("--paths", default=None,
                     help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "
                          "as evaluation runs), fast-fp32 (compiled fp32), fast-channels-last, fast-loop-optimizer "
@@ -525,14 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "cosine schedule) on hard labels")
     sp.add_argument("--batch-size", type=int, default=None,
                     help="evaluation: training batch (default: the dsa protocol's 256, capped by the set's size)")
-    sp.add_argument("--results", default="benchmarks/results")
+    sp.add_argument("--results", default="benchmarks/results",
+                    help="where the speed row is written (default benchmarks/results)")
     sp.add_argument("--markdown", default=None, help=MARKDOWN_HELP)
     _add_data_args(sp)
     sp.set_defaults(func=cmd_speed)
 
     r = sub.add_parser("relabel", help="soft-label a stored set with the dataset's teacher (the decoupled methods' "
                                        "relabel step) into a new run directory")
-    r.add_argument("dir")
+    r.add_argument("dir", help="the run directory of the set to relabel (left as it is)")
     r.add_argument("--out", required=True, help="new run directory (must not exist, or be empty, unless --force)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="relabel recipe field: soft_labels, view_epochs, view_scale_min, cutmix, top_k, label_epochs")
@@ -543,14 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_relabel)
 
     t = sub.add_parser("teacher", help="train (or load from the cache) the teacher of a dataset and report it")
-    t.add_argument("--dataset", required=True)
+    t.add_argument("--dataset", required=True, help="a registered dataset (`datadistill list datasets`)")
     _add_teacher_args(t)
     _add_data_args(t)
     t.set_defaults(func=cmd_teacher)
 
     m = sub.add_parser("demo", help="distil Fashion-MNIST to 10 images/class, evaluate against random, report")
-    m.add_argument("--out", default="runs/demo")
-    m.add_argument("--force", action="store_true")
+    m.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; must not exist, or be empty, unless --force)")
+    m.add_argument("--force", action="store_true", help="replace files in an existing --out")
     _add_data_args(m)
     m.set_defaults(func=cmd_demo)
     return p
