@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a distilled set as an image folder or .npz")
     x.add_argument("dir", help="a run directory")
     x.add_argument("--to", choices=("folder", "npz"), required=True,
-                   help="folder: one PNG per image, a sub-folder per class (soft labels in labels.json); npz: one NumPy archive")
+                   help="folder: one PNG per image, a sub-folder per class (soft labels in labels.json); "
+                        "npz: one NumPy archive")
     x.add_argument("--out", help="where to write (default: images/ or synthetic.npz in the run directory)")
     x.add_argument("--force", action="store_true", help="replace an existing --out")
     x.set_defaults(func=cmd_export)
@@ -552,7 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_teacher)
 
     m = sub.add_parser("demo", help="distil Fashion-MNIST to 10 images/class, evaluate against random, report")
-    m.add_argument("--out", default="runs/demo", help="run directory (default runs/demo; must not exist, or be empty, unless --force)")
+    m.add_argument("--out", default="runs/demo",
+                   help="run directory (default runs/demo; must not exist, or be empty, unless --force)")
     m.add_argument("--force", action="store_true", help="replace files in an existing --out")
     _add_data_args(m)
     m.set_defaults(func=cmd_demo)
