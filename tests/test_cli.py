@@ -176,6 +176,32 @@ def test_list_and_console_script():
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("what", ["methods", "datasets", "models", "protocols"])
+def test_list_long_says_one_line_about_each_name(what, capsys):
+    names = run(["list", what], capsys)[1].split()
+    code, out, _ = run(["list", what, "--long"], capsys)
+    rows = out.splitlines()
+    assert code == 0 and [r.split()[0] for r in rows] == names  # the same names, in the same order
+    assert all(len(r.split(None, 1)) == 2 and len(r.split(None, 1)[1]) > 20 for r in rows), rows
+    if what == "methods":
+        about = dict(r.split(None, 1) for r in rows)
+        assert about["dc"].startswith("gradient matching:") and "et al. 2021" in about["dc"]
+        assert about["rded"].endswith("[needs_teacher, soft_labels]")
+        assert not about["class-mean"].endswith("]")  # no tags, no brackets
+    if what == "protocols":
+        assert "1 model per cell" in out and "5 models per cell" in out
+
+
+def test_a_method_without_a_summary_is_not_registered():
+    from datadistill.methods.base import Method, register
+
+    class Nameless(Method):
+        name = "no-summary"
+
+    with pytest.raises(ValueError, match="no summary"):
+        register(Nameless)
+
+
 def test_help_names_every_protocol_and_where_bench_keeps_teachers():
     from datadistill.cli import build_parser
     from datadistill.evaluation.protocol import PRESETS

@@ -323,8 +323,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     what = {"methods": list_methods, "datasets": list_datasets, "models": list_models,
             "protocols": lambda: sorted(PRESETS)}
-    for name in what[args.what]():
-        print(name)
+    names = what[args.what]()
+    if not args.long:
+        for name in names:  # one name per line: for scripts
+            print(name)
+        return 0
+    from .bench.tables import _protocol_line
+    from .data import DATASETS
+    from .methods import METHODS
+    from .models import MODELS
+
+    def about(name: str) -> str:
+        if args.what == "protocols":
+            return _protocol_line(PRESETS[name].as_dict())
+        if args.what == "methods":
+            tags = sorted(METHODS.get(name).tags)
+            return METHODS.summary(name) + (f" [{', '.join(tags)}]" if tags else "")
+        return {"datasets": DATASETS, "models": MODELS}[args.what].summary(name)
+
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {about(name)}")
     return 0
 
 
@@ -471,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=("methods", "datasets", "models", "protocols"), help="which registry to list")
+    ls.add_argument("--long", "-l", action="store_true",
+                    help="one line about each: what it is (methods: with their tags; protocols: their settings)")
     ls.set_defaults(func=cmd_list)
 
     b = sub.add_parser("bench", help="run a resumable benchmark grid and regenerate BENCHMARKS.md")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import re
 from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import UnknownNameError
@@ -36,6 +38,15 @@ class Registry(Generic[T]):
         except KeyError:
             valid = ", ".join(sorted(self._items))
             raise UnknownNameError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
+    def summary(self, name: str) -> str:
+        """One line about `name`: its object's `summary` attribute, else the first sentence of its
+        docstring ('' when it has neither)."""
+        obj = self.get(name)
+        if getattr(obj, "summary", ""):
+            return obj.summary
+        text = " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+        return re.split(r"(?<=\.) (?=[A-Z`])", text, maxsplit=1)[0]  # not at "et al. 2023"
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))

@@ -175,7 +175,7 @@ def _protocol_line(p: dict[str, Any]) -> str:
                  f"{p['batch_size'] * p['min_batches']} images)"
     return (f"{p['model']} ({dict(p.get('model_kwargs') or {}) or 'defaults'}), {p['epochs']} epochs, {opt_desc} "
             f"wd {p['weight_decay']}, {batch}, {sched}, augmentation {p['augment']}, {labels}, "
-            f"{p['num_models']} models per cell, {p['precision']}")
+            f"{p['num_models']} model{'s' if p['num_models'] != 1 else ''} per cell, {p['precision']}")
 
 
 def _device_label(device: str) -> str:

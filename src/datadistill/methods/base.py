@@ -61,6 +61,7 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for `datadistill list methods --long`: family, what it does, paper
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     tags: ClassVar[frozenset[str]] = frozenset()
     # device types the method runs on: it runs where the real data lives (`RealData.to`)
@@ -169,6 +170,8 @@ def register(cls: type[Method]) -> type[Method]:
     """Class decorator: register a Method subclass under its `name`."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no name")
+    if not cls.summary:
+        raise ValueError(f"{cls.__qualname__} has no summary")
     if not dataclasses.is_dataclass(cls.Config):
         raise ValueError(f"{cls.__qualname__}.Config must be a dataclass")
     return METHODS.register(cls.name)(cls)

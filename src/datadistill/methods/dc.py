@@ -85,6 +85,7 @@ class DC(MatchingMethod):
     reference's outer / inner loops for the IPC)."""
 
     name = "dc"
+    summary = "gradient matching: match per-class training gradients on real and synthetic data (DC, Zhao et al. 2021)"
 
     @dataclass(frozen=True)
     class Config(MatchingConfig):
@@ -232,6 +233,7 @@ class DSA(DC):
     the synthetic batch of a class; the inner training augments too)."""
 
     name = "dsa"
+    summary = "gradient matching: DC with differentiable siamese augmentation (DSA, Zhao & Bilen 2021)"
 
     @dataclass(frozen=True)
     class Config(DC.Config):

@@ -64,6 +64,7 @@ class DM(MatchingMethod):
     every iteration (see the module docstring) and fewer iterations than the paper's 20,000."""
 
     name = "dm"
+    summary = "distribution matching: match mean embeddings under random networks (DM, Zhao & Bilen 2023)"
 
     @dataclass(frozen=True)
     class Config(MatchingConfig):
@@ -160,6 +161,7 @@ class DMMultiLayer(DM):
     1,2,3, means (the earlier default): 82.90; channel, blocks 1,2: 83.70, with moments=2: 83.74."""
 
     name = "dm-multilayer"
+    summary = "distribution matching: per-channel means and second moments at several layers"
 
     @dataclass(frozen=True)
     class Config(DM.Config):

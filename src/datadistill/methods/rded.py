@@ -178,6 +178,7 @@ class RDED(Method):
     """Teacher-scored realistic crops of real images, stitched factor x factor, soft-labelled."""
 
     name = "rded"
+    summary = "decoupled: teacher-scored realistic crops of real images, soft-labelled (RDED, Sun et al. 2024)"
     tags = frozenset({"soft_labels", "needs_teacher"})
 
     @dataclass(frozen=True)

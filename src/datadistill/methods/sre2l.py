@@ -164,6 +164,7 @@ class SRe2L(Method):
     """Images recovered from a BatchNorm teacher's statistics, soft-labelled by it."""
 
     name = "sre2l"
+    summary = "decoupled: images recovered from a BatchNorm teacher, soft-labelled (SRe2L, Yin et al. 2023)"
     tags = frozenset({"soft_labels", "needs_teacher"})
 
     @dataclass(frozen=True)

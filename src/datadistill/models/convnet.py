@@ -219,4 +219,6 @@ class ConvNet(nn.Module):
 
 @MODELS.register("convnet")
 def convnet(channels: int, num_classes: int, image_size: tuple[int, int], **kwargs) -> ConvNet:
+    """ConvNet-3 of the distillation literature: depth x (conv 3x3, instance norm, ReLU, avg pool), linear
+    (options: depth, width, norm, act, pool)."""
     return ConvNet(channels, num_classes, image_size, **kwargs)

@@ -235,24 +235,29 @@ class ResNet18(_Net):
 
 @MODELS.register("mlp")
 def mlp(channels: int, num_classes: int, image_size: Size, **kwargs) -> MLP:
+    """Multi-layer perceptron: depth hidden layers of width units with ReLU (default 2 x 128)."""
     return MLP(channels, num_classes, image_size, **kwargs)
 
 
 @MODELS.register("lenet")
 def lenet(channels: int, num_classes: int, image_size: Size, **kwargs) -> LeNet:
+    """LeNet-5: two 5x5 convolutions with max pooling, then fully connected 120, 84."""
     return LeNet(channels, num_classes, image_size, **kwargs)
 
 
 @MODELS.register("alexnet")
 def alexnet(channels: int, num_classes: int, image_size: Size, **kwargs) -> AlexNet:
+    """The DC reference's small AlexNet: five convolutions, three max pools, one linear layer."""
     return AlexNet(channels, num_classes, image_size, **kwargs)
 
 
 @MODELS.register("vgg11")
 def vgg11(channels: int, num_classes: int, image_size: Size, **kwargs) -> VGG11:
+    """VGG-11: eight 3x3 convolutions (instance norm by default) and max pools, then one linear layer."""
     return VGG11(channels, num_classes, image_size, **kwargs)
 
 
 @MODELS.register("resnet18")
 def resnet18(channels: int, num_classes: int, image_size: Size, **kwargs) -> ResNet18:
+    """ResNet-18 for small images: 3x3 stem without max pool, four stages of two basic blocks."""
     return ResNet18(channels, num_classes, image_size, **kwargs)

@@ -28,6 +28,7 @@ class BestOfRandom(Method):
     per candidate on 2 CPU cores (plus one ~20 s compile when `compile`)."""
 
     name = "best-of-random"
+    summary = "coreset: the best of K random subsets, chosen on the validation split"
 
     @dataclass(frozen=True)
     class Config(MethodConfig):

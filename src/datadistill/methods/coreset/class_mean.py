@@ -21,6 +21,7 @@ class ClassMean(Method):
     training samples, so ipc must only not exceed the smallest class."""
 
     name = "class-mean"
+    summary = "coreset: the mean image of each class (ipc 1), or of ipc groups of it"
 
     @dataclass(frozen=True)
     class Config(MethodConfig):

@@ -40,6 +40,7 @@ class Herding(Method):
     the train split, or pixels). The seed only affects the feature network."""
 
     name = "herding"
+    summary = "coreset: herding, greedy matching of the class mean in a feature space (Welling 2009)"
 
     @dataclass(frozen=True)
     class Config(FeatureConfig):

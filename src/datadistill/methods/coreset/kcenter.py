@@ -36,6 +36,7 @@ class KCenter(Method):
     starting on an outlier); `start='random'` begins from a uniformly drawn sample."""
 
     name = "kcenter"
+    summary = "coreset: greedy k-center (farthest-point) selection in a feature space (Sener & Savarese 2018)"
 
     @dataclass(frozen=True)
     class Config(FeatureConfig):

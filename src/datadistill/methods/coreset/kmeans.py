@@ -80,6 +80,7 @@ class KMeans(Method):
     (not real samples: the set then loses the 'selection' tag)."""
 
     name = "kmeans"
+    summary = "coreset: per class, the real images nearest the k-means centroids (k = ipc), or the means"
 
     @dataclass(frozen=True)
     class Config(FeatureConfig):

@@ -18,6 +18,7 @@ class Random(Method):
     seeded by `seed`; classes drawn in order, so candidate 0 of `best-of-random` is this set)."""
 
     name = "random"
+    summary = "coreset: random real images per class, the baseline every method must beat"
 
     @dataclass(frozen=True)
     class Config(MethodConfig):
