@@ -740,14 +740,14 @@ def test_distill_resumes_after_a_kill_during_the_init_stage(tmp_path, npz, capsy
 
 
 def test_benchmark_protocol_line_states_the_small_set_batch_rule():
-    from datadistill.bench.tables import _newest_protocol, _protocol_line
+    from datadistill.bench.tables import _newest_protocol, protocol_line
     from datadistill.evaluation import get_protocol
 
     soft = get_protocol("soft").as_dict()
     old = {k: v for k, v in soft.items() if k != "min_batches"}  # a cell from before the field
-    line = _protocol_line(_newest_protocol([{"evaluation": {"protocol": old}}, {"evaluation": {"protocol": soft}}]))
+    line = protocol_line(_newest_protocol([{"evaluation": {"protocol": old}}, {"evaluation": {"protocol": soft}}]))
     assert "batch 10 (at least 10 batches per epoch: smaller for sets under 100 images)" in line
-    assert "batch 256," in _protocol_line(get_protocol("dsa").as_dict())
+    assert "batch 256," in protocol_line(get_protocol("dsa").as_dict())
 
 
 def test_cross_architecture_table_joins_cells_from_before_a_new_protocol_field():

@@ -328,14 +328,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in names:  # one name per line: for scripts
             print(name)
         return 0
-    from .bench.tables import _protocol_line
+    from .bench.tables import protocol_line
     from .data import DATASETS
     from .methods import METHODS
     from .models import MODELS
 
     def about(name: str) -> str:
         if args.what == "protocols":
-            return _protocol_line(PRESETS[name].as_dict())
+            return protocol_line(PRESETS[name].as_dict())
         if args.what == "methods":
             tags = sorted(METHODS.get(name).tags)
             return METHODS.summary(name) + (f" [{', '.join(tags)}]" if tags else "")

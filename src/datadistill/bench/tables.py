@@ -160,7 +160,9 @@ def _older_protocol_notes(rows: list[dict]) -> list[str]:
             f"{', '.join(sorted(cells))}." for values, cells in sorted(by_values.items())]
 
 
-def _protocol_line(p: dict[str, Any]) -> str:
+def protocol_line(p: dict[str, Any]) -> str:
+    """One line stating an evaluation protocol (`Protocol.as_dict()`): the tables' protocol lines and
+    `datadistill list protocols --long`."""
     opt = p.get("optimizer", "sgd")
     opt_desc = f"SGD lr {p['lr']} momentum {p['momentum']}" if opt == "sgd" else f"AdamW lr {p['lr']}"
     sched = (f"lr x0.1 at {p['decay_at']:.0%}" if p.get("schedule", "step") == "step" else "cosine lr")
@@ -300,7 +302,7 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
         base = {_label(r): r["method"] for r in rows}
         published = PUBLISHED.get(dataset, {})
         lines += [f"## {dataset} — protocol `{tag}`, {labels} labels, evaluated on {model}", "",
-                  f"Protocol: {_protocol_line(_newest_protocol(rows))}.", ""]
+                  f"Protocol: {protocol_line(_newest_protocol(rows))}.", ""]
         head = "| method | " + " | ".join(f"IPC {k}" for k in ipcs) + " | " + " | ".join(
             f"published IPC {k}" for k in ipcs) + " | distill time (s) |"
         lines += [head, "|" + "---|" * (2 * len(ipcs) + 2)]
@@ -481,7 +483,7 @@ def _soft_track(cells: list[dict]) -> list[str]:
                   "and (c) the bytes evaluation needs (images + soft labels + views). IOR = soft(set) - soft(random); "
                   "HLR = hard(full data) - hard(set); DDRS = (exp(IOR/2 - HLR/2) - 1/e) / (e - 1/e) (DD-Ranking, w = 0.5, "
                   "fractions); gain survival = (hard(set) - hard(random)) / (soft(set) - soft(random)).", "",
-                  f"Protocol: {_protocol_line(_newest_protocol(sel))}.", "",
+                  f"Protocol: {protocol_line(_newest_protocol(sel))}.", "",
                   "| method | IPC | soft labels | random subset, same soft labels | same images, hard labels | "
                   "random subset, hard labels | bytes (images / total) | IOR | HLR | DDRS | gain survival | "
                   "distill time (s) |", "|" + "---|" * 12]
