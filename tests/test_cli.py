@@ -202,28 +202,32 @@ def test_a_method_without_a_summary_is_not_registered():
         register(Nameless)
 
 
-def test_help_names_every_protocol_and_where_bench_keeps_teachers():
+def _commands() -> argparse._SubParsersAction:
+    """The command line's subcommands (their parsers in `.choices`, their one-line helps in `._choices_actions`)."""
     from datadistill.cli import build_parser
+
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def test_help_names_every_protocol_and_where_bench_keeps_teachers():
     from datadistill.evaluation.protocol import PRESETS
 
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    commands = _commands()
+    sub = commands.choices
     for command in ("distill", "evaluate", "bench"):
         text = " ".join(sub[command].format_help().split())
         assert all(name in text.split("protocol preset:")[1][:80] for name in PRESETS), (command, text)
     assert "'teachers' beside --results" in " ".join(sub["bench"].format_help().split())
     assert "~/.cache/datadistill/teachers" in " ".join(sub["teacher"].format_help().split())
     # the command list's line for speed names what each --what times
-    speed = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    line = " ".join(next(c.help for c in speed._choices_actions if c.dest == "speed").split())
+    line = " ".join(next(c.help for c in commands._choices_actions if c.dest == "speed").split())
     assert all(what in line for what in ("evaluation", "DM iteration", "DC / DSA outer step", "teacher")), line
 
 
 def test_every_argument_of_every_command_has_a_help():
-    from datadistill.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    missing = [f"{name} {a.option_strings[0] if a.option_strings else a.dest}" for name, parser in sub.items()
-               for a in parser._actions if not a.help and a.dest != "help"]
+    missing = [f"{name} {a.option_strings[0] if a.option_strings else a.dest}"
+               for name, parser in _commands().choices.items() for a in parser._actions
+               if not a.help and a.dest != "help"]
     assert missing == []
 
 
