@@ -106,8 +106,14 @@ def train_eval_models(
         per_class.append([float(a) for a in rec["per_class"]])
         t_train += float(rec["train_s"])
         t_test += float(rec["test_s"])
-    if progress is not None and finished:
-        progress(len(finished) * protocol.epochs, protocol.num_models * protocol.epochs)
+    if progress is not None:
+        # report the kept work in one call, before any training: the finished models and the epochs the next
+        # model resumes at from its checkpoint (a progress bar then starts there, and its rate counts new work)
+        kept = len(finished) * protocol.epochs
+        if checkpoints is not None and len(finished) < protocol.num_models:
+            kept += FitCheckpoint(Path(f"{checkpoints}.model{len(finished)}.ckpt")).saved_epoch()
+        if kept:
+            progress(kept, protocol.num_models * protocol.epochs)
     for i in range(len(finished), protocol.num_models):
         seed = protocol.seed * 1000 + i
         with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched

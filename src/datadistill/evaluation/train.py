@@ -141,6 +141,14 @@ class FitCheckpoint:
     path: Path
     every_s: float = 300.0
 
+    def saved_epoch(self) -> int:
+        """The epoch a run would resume at from this file (0: none, or not a checkpoint; `fit` then
+        trains afresh or refuses the file with its reason)."""
+        try:
+            return int(torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        except Exception:  # missing or unreadable: fit says why when it gets there
+            return 0
+
 
 def _run_fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **settings: Any) -> dict[str, Any]:
     """What a checkpoint must match to resume a run: the settings, the model and the data."""
