@@ -351,6 +351,12 @@ def test_reproduce_commands_split_by_seeds_overrides_and_device():
         "--device cuda`",
         "`datadistill bench --dataset d --methods rded --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp "
         "--set rded.draws=2`"]
+    # --full-data (the references) on one command: the first default-config one, else one on the CPU
+    def with_reference(rows):
+        return [i for i, c in enumerate(_reproduce_commands(rows, "d", "soft-abc", True)) if "--full-data" in c]
+    assert with_reference(rows) == [0]
+    assert with_reference([row("rded", 10, 0, device="cuda"), row("rded", 10, 0, {"draws": 2})]) == [1]
+    assert with_reference([row("rded", 10, 0, device="cuda")]) == [0]
 
 
 def test_bench_keeps_sets_reuses_them_and_resumes_a_killed_distillation(tmp_path, npz, capsys, monkeypatch):

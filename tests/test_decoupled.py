@@ -576,6 +576,17 @@ def test_bench_soft_track_row(tmp_path, monkeypatch, capsys):
     md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
     assert "## Soft-label track: tensors" in md and "random subset, same soft labels" in md
 
+    def soft_reproduce() -> str:
+        md = write_benchmarks_md(tmp_path / "results", tmp_path / "B.md").read_text()
+        return next(line for line in md.split("## Soft-label track: tensors")[1].splitlines()
+                    if line.startswith("Reproduce: "))
+    # the HLR column needs the full-data reference: where a cell uses one, the command makes it too
+    assert "--protocol soft" in soft_reproduce() and "--full-data" not in soft_reproduce()
+    row2["soft_track"]["full_data_hard"] = 50.0
+    path2.write_text(json.dumps(row2))
+    # every cell here has method overrides: the reference is made by that command (it was by none)
+    assert "--protocol soft --full-data --set rded.candidates=10" in soft_reproduce()
+
 
 def test_cross_architecture_rows_say_when_their_columns_are_not_one_set():
     """A row's cells are one set when nothing says otherwise: different teachers (recipe key and

@@ -543,7 +543,8 @@ def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full
     """The `bench` commands that make a table's cells: one for the rows with default configs, one
     per row with overrides (each set of overrides is its own config; merging them into one command
     would run a different one), each also split by the seeds its cells hold (a command must not name
-    seeds never run). `full_data`: the first default-config command also makes the references."""
+    seeds never run). `full_data`: one command also makes the references (they do not depend on a
+    method's config): the first default-config one, else the first that runs on the CPU, else the first."""
     seeds_of: dict[tuple, set[int]] = defaultdict(set)
     for r in rows:
         ov = r.get("method_overrides") or {}
@@ -556,16 +557,20 @@ def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full
         methods_ipcs = variants.setdefault((key, tuple(sorted(seeds))), (set(), set()))
         methods_ipcs[0].add(method)
         methods_ipcs[1].add(ipc)
+    ordered = sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1]))
+    keys = [key for (key, _), _ in ordered]
+    with_reference = None
+    if full_data and keys:
+        with_reference = next((i for i, k in enumerate(keys) if not k),
+                              next((i for i, k in enumerate(keys) if "--device cuda" not in k), 0))
     commands = []
-    for (key, seeds), (names, ks) in sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
+    for i, ((key, seeds), (names, ks)) in enumerate(ordered):
         commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
                         + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
                         + f" --protocol {tag.split('-')[0]}"
-                        + (" --full-data" if not key and full_data else "")
+                        + (" --full-data" if i == with_reference else "")
                         + "".join(f" --eval-set {o}" for o in rows[0].get("protocol_overrides", []))
                         + (f" {key}" if key else "") + "`")
-        if not key:
-            full_data = False  # the references once, with the first default-config command
     return commands
 
 
