@@ -334,8 +334,8 @@ def test_reproduce_asks_for_the_full_data_reference_only_where_the_table_shows_i
 
 def test_reproduce_commands_split_by_seeds_overrides_and_device():
     """The soft-label track's Reproduce line is made as the hard tables' is: one command per set of
-    seeds (IPC 1 at three seeds, the rest at one), per override set, and --device cuda where a cell
-    ran there."""
+    seeds (IPC 1 at three seeds, the rest at one) and of IPCs, per override set, and --device cuda
+    where a cell ran there."""
     from datadistill.bench.tables import _reproduce_commands
 
     def row(method, ipc, seed, overrides=None, device="cpu"):
@@ -344,8 +344,11 @@ def test_reproduce_commands_split_by_seeds_overrides_and_device():
 
     rows = [row(m, 1, s) for m in ("rded", "sre2l") for s in (0, 1, 2)] + [row("rded", 10, 0), row("sre2l", 50, 0)]
     rows += [row("rded", 10, 0, {"draws": 2}), row("sre2l", 10, 0, device="cuda")]
+    # rded ran at IPC 10 and sre2l at 50 (seed 0): two commands, since one naming both methods and both
+    # IPCs would also run rded at 50 and sre2l at 10, cells the table does not hold
     assert _reproduce_commands(rows, "d", "soft-abc") == [
-        "`datadistill bench --dataset d --methods rded,sre2l --ipc 10,50 --seeds 0 --protocol soft --eval-set model=mlp`",
+        "`datadistill bench --dataset d --methods rded --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp`",
+        "`datadistill bench --dataset d --methods sre2l --ipc 50 --seeds 0 --protocol soft --eval-set model=mlp`",
         "`datadistill bench --dataset d --methods rded,sre2l --ipc 1 --seeds 0,1,2 --protocol soft --eval-set model=mlp`",
         "`datadistill bench --dataset d --methods sre2l --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp "
         "--device cuda`",
@@ -355,6 +358,9 @@ def test_reproduce_commands_split_by_seeds_overrides_and_device():
     def with_reference(rows):
         return [i for i, c in enumerate(_reproduce_commands(rows, "d", "soft-abc", True)) if "--full-data" in c]
     assert with_reference(rows) == [0]
+    # methods that ran at the same IPCs share one command
+    assert _reproduce_commands([row(m, k, 0) for m in ("rded", "sre2l") for k in (10, 50)], "d", "soft-abc") == [
+        "`datadistill bench --dataset d --methods rded,sre2l --ipc 10,50 --seeds 0 --protocol soft --eval-set model=mlp`"]
     assert with_reference([row("rded", 10, 0, device="cuda"), row("rded", 10, 0, {"draws": 2})]) == [1]
     assert with_reference([row("rded", 10, 0, device="cuda")]) == [0]
 

@@ -542,8 +542,8 @@ def _soft_track(cells: list[dict]) -> list[str]:
 def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full_data: bool = False) -> list[str]:
     """The `bench` commands that make a table's cells: one for the rows with default configs, one
     per row with overrides (each set of overrides is its own config; merging them into one command
-    would run a different one), each also split by the seeds its cells hold (a command must not name
-    seeds never run). `full_data`: one command also makes the references (they do not depend on a
+    would run a different one), each also split by the seeds and IPCs its cells hold (a command must
+    not name cells never run). `full_data`: one command also makes the references (they do not depend on a
     method's config): the first default-config one, else the first that runs on the CPU, else the first."""
     seeds_of: dict[tuple, set[int]] = defaultdict(set)
     for r in rows:
@@ -552,19 +552,22 @@ def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full
         if _on_gpu(r):
             key = (key + " --device cuda").strip()  # the set was distilled or evaluated there
         seeds_of[(key, r["method"], r["ipc"])].add(r["seed"])
-    variants: dict[tuple[str, tuple[int, ...]], tuple[set[str], set[int]]] = {}
+    # one command per (config, seeds, IPCs): it runs every method it names at every IPC it names, so
+    # methods share one only where they ran at the same IPCs (a merged one would name cells never run)
+    ipcs_of: dict[tuple[str, tuple[int, ...], str], set[int]] = defaultdict(set)
     for (key, method, ipc), seeds in seeds_of.items():
-        methods_ipcs = variants.setdefault((key, tuple(sorted(seeds))), (set(), set()))
-        methods_ipcs[0].add(method)
-        methods_ipcs[1].add(ipc)
-    ordered = sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1]))
-    keys = [key for (key, _), _ in ordered]
+        ipcs_of[(key, tuple(sorted(seeds)), method)].add(ipc)
+    variants: dict[tuple[str, tuple[int, ...], tuple[int, ...]], set[str]] = defaultdict(set)
+    for (key, seeds, method), ipcs in ipcs_of.items():
+        variants[(key, seeds, tuple(sorted(ipcs)))].add(method)
+    ordered = sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1], kv[0][2]))
+    keys = [key for (key, _, _), _ in ordered]
     with_reference = None
     if full_data and keys:
         with_reference = next((i for i, k in enumerate(keys) if not k),
                               next((i for i, k in enumerate(keys) if "--device cuda" not in k), 0))
     commands = []
-    for i, ((key, seeds), (names, ks)) in enumerate(ordered):
+    for i, ((key, seeds, ks), names) in enumerate(ordered):
         commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
                         + " --ipc " + ",".join(map(str, sorted(ks))) + " --seeds " + ",".join(map(str, seeds))
                         + f" --protocol {tag.split('-')[0]}"
