@@ -354,13 +354,14 @@ def test_reproduce_commands_split_by_seeds_overrides_and_device():
         "--device cuda`",
         "`datadistill bench --dataset d --methods rded --ipc 10 --seeds 0 --protocol soft --eval-set model=mlp "
         "--set rded.draws=2`"]
+    # methods that ran at the same IPCs share one command
+    assert _reproduce_commands([row(m, k, 0) for m in ("rded", "sre2l") for k in (10, 50)], "d", "soft-abc") == [
+        "`datadistill bench --dataset d --methods rded,sre2l --ipc 10,50 --seeds 0 --protocol soft --eval-set model=mlp`"]
+
     # --full-data (the references) on one command: the first default-config one, else one on the CPU
     def with_reference(rows):
         return [i for i, c in enumerate(_reproduce_commands(rows, "d", "soft-abc", True)) if "--full-data" in c]
     assert with_reference(rows) == [0]
-    # methods that ran at the same IPCs share one command
-    assert _reproduce_commands([row(m, k, 0) for m in ("rded", "sre2l") for k in (10, 50)], "d", "soft-abc") == [
-        "`datadistill bench --dataset d --methods rded,sre2l --ipc 10,50 --seeds 0 --protocol soft --eval-set model=mlp`"]
     assert with_reference([row("rded", 10, 0, device="cuda"), row("rded", 10, 0, {"draws": 2})]) == [1]
     assert with_reference([row("rded", 10, 0, device="cuda")]) == [0]
 

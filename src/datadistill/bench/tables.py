@@ -562,10 +562,8 @@ def _reproduce_commands(rows: list[dict[str, Any]], dataset: str, tag: str, full
         variants[(key, seeds, tuple(sorted(ipcs)))].add(method)
     ordered = sorted(variants.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1], kv[0][2]))
     keys = [key for (key, _, _), _ in ordered]
-    with_reference = None
-    if full_data and keys:
-        with_reference = next((i for i, k in enumerate(keys) if not k),
-                              next((i for i, k in enumerate(keys) if "--device cuda" not in k), 0))
+    with_reference = (min(range(len(keys)), key=lambda i: (bool(keys[i]), "--device cuda" in keys[i], i))
+                      if full_data and keys else None)
     commands = []
     for i, ((key, seeds, ks), names) in enumerate(ordered):
         commands.append("`datadistill bench --dataset " + dataset + " --methods " + ",".join(sorted(names))
