@@ -4,15 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from datadistill._runtime import tune_allocator
 
 
-def start(description: str, iterations: str, set_option: bool = True) -> tuple[argparse.Namespace, Path, dict[str, Any]]:
+def start(description: str, iterations: str, set_option: bool = True,
+          arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+          ) -> tuple[argparse.Namespace, Path, dict[str, Any]]:
     """Parse --out / --dataset / --iterations (default `iterations`) / --seed (and --set, for a screen
-    that takes extra config fields), tune the allocator, make the output folder: (arguments, results
-    path, the results kept there so far)."""
+    that takes extra config fields; `arguments` adds a screen's own), tune the allocator, make the
+    output folder: (arguments, results path, the results kept there so far)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dataset", default="fashion-mnist")
@@ -20,6 +22,8 @@ def start(description: str, iterations: str, set_option: bool = True) -> tuple[a
     ap.add_argument("--seed", type=int, default=0)
     if set_option:
         ap.add_argument("--set", action="append", default=[], help="extra dsa config field=value (float or str)")
+    if arguments is not None:
+        arguments(ap)
     args = ap.parse_args()
     tune_allocator()
     out = Path(args.out)
