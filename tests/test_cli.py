@@ -1122,6 +1122,41 @@ def test_matching_speed_rows_are_written_whole(npz, tmp_path):
     assert json.loads((tmp_path / "speed-dm-tensors-ipc1-r2.json").read_text()) == dm
 
 
+def test_dc_speed_times_other_widths_beside_ours(npz, tmp_path, capsys, monkeypatch):
+    """--widths times ours with the network at another width during distillation: its own figure
+    and its speed-up over ours, its own file and command; a width that the row would not tell apart
+    from ours, or any width for another --what, is one clear error."""
+    from datadistill.bench import speed
+    from datadistill.methods import dc as dc_module
+
+    seen_widths = []
+    iteration = dc_module.DC.iteration
+
+    def spy(self, state, it):
+        seen_widths.append(self.config.width)
+        return iteration(self, state, it)
+
+    monkeypatch.setattr(dc_module.DC, "iteration", spy)
+    row = speed.dc_speed("tensors", ipc=1, method="dc", outer_steps=2, data_dir=str(npz), results_dir=tmp_path,
+                         quiet=True, widths=(16,))
+    figs = row["figures"]
+    assert set(seen_widths) == {128, 16}  # ours ran at the reference width, the other path at 16
+    ratio = figs["ours s/outer step"] / figs["ours, width 16 s/outer step"]  # of the rounded times
+    assert figs["speed-up (ours / width 16)"] == pytest.approx(ratio, rel=0.02)
+    assert row["command"].endswith("--widths 16") and "width 16 during distillation" in row["setting"]
+    assert (tmp_path / "speed-dc-tensors-ipc1-w16.json").exists()
+    from datadistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="other than the reference 128"):
+        speed.dc_speed("tensors", ipc=1, method="dc", data_dir=str(npz), quiet=True, widths=(128,))
+    results = tmp_path / "r"
+    for argv, needle in ((["--what", "dm", "--widths", "64"], "--what dc|dsa"),
+                         (["--what", "dc", "--widths", "6x"], "comma-separated widths")):
+        code, _, err = run(["speed", *argv, "--results", str(results)], capsys)
+        assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
+    assert not results.exists()  # nothing written for a refused command
+
+
 def test_cross_architecture_row_keeps_the_seeds_every_architecture_has():
     """A second distillation seed added to the main table's convnet cell does not enter the
     cross-architecture row while the other columns hold seed 0 only: the row compares one set."""

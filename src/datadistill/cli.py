@@ -387,8 +387,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
     from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed, teacher_speed
     from .bench.tables import write_benchmarks_md
 
-    if args.set and args.what not in ("dc", "dsa"):
-        raise ConfigError(f"speed --set applies to --what dc|dsa, not {args.what}")
+    if (args.set or args.widths) and args.what not in ("dc", "dsa"):
+        raise ConfigError(f"speed --set and --widths apply to --what dc|dsa, not {args.what}")
     if args.what != "evaluation" and (args.model != "convnet" or args.batch_size is not None or args.paths
                                       or args.optimizer != "sgd"):
         raise ConfigError(f"speed --model, --batch-size, --paths and --optimizer apply to --what evaluation, "
@@ -407,9 +407,12 @@ def cmd_speed(args: argparse.Namespace) -> int:
             if key not in ("pool_size", "refresh_every", "iterations") or not value.isdigit():
                 raise ConfigError(f"speed --set takes pool_size=N, refresh_every=N, iterations=N; got {kv!r}")
             schedule[key] = int(value)
+        widths = args.widths.split(",") if args.widths else []
+        if not all(w.isdigit() for w in widths):
+            raise ConfigError(f"speed --widths takes comma-separated widths such as 64 or 32,64; got {args.widths!r}")
         row = dc_speed(args.dataset, ipc=args.ipc, method=args.what, data_dir=args.data_dir, schedule=schedule,
                        results_dir=Path(args.results), quiet=args.quiet, outer_steps=args.iterations,
-                       rounds=args.rounds)
+                       rounds=args.rounds, widths=tuple(int(w) for w in widths))
     else:
         row = evaluation_speed(args.dataset, ipc=args.ipc, epochs=args.epochs, data_dir=args.data_dir,
                                results_dir=Path(args.results), quiet=args.quiet,
@@ -535,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ipc", type=int, default=10, help="images per class of the set timed (default 10)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dc/dsa: also time the view-pool schedule pool_size=P, refresh_every=R, iterations=I")
+    sp.add_argument("--widths", default=None, metavar="W[,W...]",
+                    help="dc/dsa: also time ours with the network at these widths during distillation (the width "
+                         "budget knob), against ours at the reference width 128")
     sp.add_argument("--epochs", type=int, default=1000, help="evaluation: training epochs timed (default 1000)")
     sp.add_argument("--paths", default=None,
                     help="evaluation, comma-separated: eager-fp32-plain, eager-fp32, eager-bf16, fast (compiled bf16, "

@@ -328,16 +328,21 @@ def dc_straightforward(real, images: torch.Tensor, ipc: int, *, outer_steps: int
 
 def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "dsa", outer_steps: int = 3,
              schedule: dict[str, Any] | None = None, data_dir: str | None = None, results_dir: Path | None = None,
-             quiet: bool = False, rounds: int = 1) -> dict[str, Any]:
+             quiet: bool = False, rounds: int = 1, widths: tuple[int, ...] = ()) -> dict[str, Any]:
     """Seconds per DC / DSA outer step (matching + the inner training) at the reference settings,
     the straightforward loop against ours, side by side in one process. With `schedule` naming a
     view pool ({"pool_size": P, "refresh_every": R, "iterations": I}), also ours with the pool: the
     steady cost, the cost of one view, and the amortised cost of that schedule counting every view.
+    `widths`: also ours with the network at each of these widths during distillation (the `width`
+    budget knob), and its speed-up over ours at the reference width 128.
     `rounds` > 1 times them all again, the order alternating, and reports means (see `alternating`)."""
     from .. import load_dataset
     from ..methods import get_method
 
     _check_rounds(rounds)  # before the data loads
+    if any(w < 1 or w == 128 for w in widths) or len(set(widths)) != len(widths):
+        raise ConfigError(f"speed widths must be distinct positive widths other than the reference 128, got "
+                          f"{list(widths)}")
     reference = {"batch_real": 256, "outer_loop": 0, "inner_loop": 0, "width": 128, "init": "real",
                  "checkpoint_every": 0}
     real = load_dataset(dataset, data_dir=data_dir)
@@ -364,6 +369,8 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     pooled_schedule = bool(schedule and schedule.get("pool_size"))
     if pooled_schedule:
         measures["pooled steady"] = timed(pool_size=4, refresh_every=0)  # the views are built in the first
+    for w in widths:
+        measures[f"ours, width {w}"] = timed(pool_size=0, width=w)
     times = alternating(measures, rounds, report=lambda name, t: say(f"{name}: {t:.4f} s per outer step"))
     t_plain, t_ours = _mean(times["straightforward"]), _mean(times["ours"])
     figures: dict[str, Any] = {"straightforward s/outer step": round(t_plain, 3), "ours s/outer step": round(t_ours, 3),
@@ -384,16 +391,25 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
             f"views: {amortised:.4f} s per outer step amortised")
         pooled = (f"; pooled: the first outer step's real gradients cached per view (pool {size}, one replaced "
                   f"every {every} iterations, {total} iterations)")
+    for w in widths:
+        t_w = _mean(times[f"ours, width {w}"])
+        figures[f"ours, width {w} s/outer step"] = round(t_w, 3)
+        figures[f"speed-up (ours / width {w})"] = round(t_ours / t_w, 2)
+        say(f"ours at width {w}: {t_w:.4f} s per outer step, {t_ours / t_w:.2f}x ours at width 128")
     for key, values in times.items():
         _put_rounds(figures, f"{key} s/outer step", values, rounds, 4)
     what = f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
     setting = (f"{dataset}, {torch.get_num_threads()} threads, ConvNet-3 width 128; straightforward: the "
                "reference's loops in eager fp32 with plain modules; ours: compiled bf16 real side, eager bf16 "
-               "synthetic side (double backward), compiled bf16 inner training" + pooled)
+               "synthetic side (double backward), compiled bf16 inner training" + pooled
+               + "".join(f"; ours, width {w}: the same with the network at width {w} during distillation"
+                         for w in widths))
     command = (f"datadistill speed --what {method} --dataset {dataset} --ipc {ipc}"
                + "".join(f" --set {k}={v}" for k, v in (schedule or {}).items())
+               + (f" --widths {','.join(map(str, widths))}" if widths else "")
                + (f" --rounds {rounds}" if rounds > 1 else ""))
-    return _speed_row(what, setting, figures, command, rounds, results_dir, f"speed-{method}-{dataset}-ipc{ipc}")
+    key = f"speed-{method}-{dataset}-ipc{ipc}" + (f"-w{'-'.join(map(str, widths))}" if widths else "")
+    return _speed_row(what, setting, figures, command, rounds, results_dir, key)
 
 
 def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: str | None = None,
