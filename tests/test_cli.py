@@ -1127,6 +1127,7 @@ def test_dc_speed_times_other_widths_beside_ours(npz, tmp_path, capsys, monkeypa
     and its speed-up over ours, its own file and command; a width that the row would not tell apart
     from ours, or any width for another --what, is one clear error."""
     from datadistill.bench import speed
+    from datadistill.errors import ConfigError
     from datadistill.methods import dc as dc_module
 
     seen_widths = []
@@ -1145,8 +1146,6 @@ def test_dc_speed_times_other_widths_beside_ours(npz, tmp_path, capsys, monkeypa
     assert figs["speed-up (ours / width 16)"] == pytest.approx(ratio, rel=0.02)
     assert row["command"].endswith("--widths 16") and "width 16 during distillation" in row["setting"]
     assert (tmp_path / "speed-dc-tensors-ipc1-w16.json").exists()
-    from datadistill.errors import ConfigError
-
     with pytest.raises(ConfigError, match="other than the reference 128"):
         speed.dc_speed("tensors", ipc=1, method="dc", data_dir=str(npz), quiet=True, widths=(128,))
     results = tmp_path / "r"

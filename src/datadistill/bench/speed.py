@@ -339,12 +339,12 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
     from .. import load_dataset
     from ..methods import get_method
 
-    _check_rounds(rounds)  # before the data loads
-    if any(w < 1 or w == 128 for w in widths) or len(set(widths)) != len(widths):
-        raise ConfigError(f"speed widths must be distinct positive widths other than the reference 128, got "
-                          f"{list(widths)}")
     reference = {"batch_real": 256, "outer_loop": 0, "inner_loop": 0, "width": 128, "init": "real",
                  "checkpoint_every": 0}
+    _check_rounds(rounds)  # before the data loads
+    if any(w < 1 or w == reference["width"] for w in widths) or len(set(widths)) != len(widths):
+        raise ConfigError(f"speed widths must be distinct positive widths other than the reference "
+                          f"{reference['width']}, got {list(widths)}")
     real = load_dataset(dataset, data_dir=data_dir)
     m = get_method(method, **reference)
     outer, inner = m.loops(ipc)
