@@ -1,4 +1,5 @@
-"""What the DSA screen scripts share: their common arguments and their resumable results file."""
+"""What the screen scripts share: their common arguments, their resumable results file, and a
+validation row evaluated one model at a time."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from datadistill._io import atomic_write_text
 from datadistill._runtime import tune_allocator
 
 
@@ -30,3 +32,25 @@ def start(description: str, iterations: str, set_option: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     return args, results_path, json.loads(results_path.read_text()) if results_path.exists() else {}
+
+
+def evaluate_row(name: str, synthetic: Any, real: Any, out: Path, results: dict[str, Any], results_path: Path,
+                 protocol: str = "dsa", num_models: int = 5) -> None:
+    """Score `synthetic` on the validation split into `results[name]` (mean, std, per model), keeping
+    every finished model in the results file and the model in training checkpointed under
+    `out/eval-<name>`, so a killed screen resumes at the model it was training. A row that has its
+    mean already is left alone."""
+    import datadistill as dd
+
+    row = results.setdefault(name, {"models": []})
+    if "mean" in row:
+        return
+
+    def keep(record: dict[str, Any]) -> None:
+        row["models"].append(record)
+        atomic_write_text(results_path, json.dumps(results, indent=1))
+
+    res = dd.evaluate(synthetic, real, protocol, split="val", num_models=num_models, finished=row["models"],
+                      on_model=keep, checkpoints=out / f"eval-{name}")
+    row.update(mean=round(res.mean, 2), std=round(res.std, 2), per_model=[round(a, 2) for a in res.per_model])
+    atomic_write_text(results_path, json.dumps(results, indent=1))

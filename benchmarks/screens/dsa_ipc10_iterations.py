@@ -32,33 +32,16 @@ the DM stage's 670 s counted). No row gains 0.3, so the screen stopped at seed 2
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import datadistill as dd
-from datadistill._io import atomic_write_text
 from datadistill.methods import dc as dc_module
 from datadistill.methods import get_method
 
-from _screen import start
+from _screen import evaluate_row, start
 
 IPC = 10
-
-
-def evaluate_row(name: str, synthetic: dd.SyntheticSet, real, out: Path, results: dict, results_path: Path) -> None:
-    row = results.setdefault(name, {"models": []})
-    if "mean" in row:
-        return
-
-    def keep(record: dict) -> None:
-        row["models"].append(record)
-        atomic_write_text(results_path, json.dumps(results, indent=1))
-
-    res = dd.evaluate(synthetic, real, "dsa", split="val", num_models=5, finished=row["models"], on_model=keep,
-                      checkpoints=out / f"eval-{name}")
-    row.update(mean=round(res.mean, 2), std=round(res.std, 2), per_model=[round(a, 2) for a in res.per_model])
-    atomic_write_text(results_path, json.dumps(results, indent=1))
 
 
 def main() -> None:
