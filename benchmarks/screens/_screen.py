@@ -54,3 +54,32 @@ def evaluate_row(name: str, synthetic: Any, real: Any, out: Path, results: dict[
                       on_model=keep, checkpoints=out / f"eval-{name}")
     row.update(mean=round(res.mean, 2), std=round(res.std, 2), per_model=[round(a, 2) for a in res.per_model])
     atomic_write_text(results_path, json.dumps(results, indent=1))
+
+
+def distill_with_snapshots(method: Any, real: Any, ipc: int, seed: int, run_dir: Path, snap: dict[int, Path]) -> None:
+    """Run `method` (an iterative matching method configured to the largest count) in `run_dir`,
+    resuming from its checkpoint if there is one, and save its images after k iterations as a set in
+    `snap[k]` for every k whose set is not there yet. A snapshot is saved during the iteration, so
+    before the checkpoint that passes it. (The method's class's `iteration` is wrapped for the run's
+    duration and restored after.)"""
+    todo = {k for k, path in snap.items() if not (path / "manifest.json").exists()}
+    cls = type(method)
+    own = "iteration" in vars(cls)  # else inherited: restored by deleting the wrapper
+    iteration = cls.iteration
+
+    def snapshot(self, state, it):  # the images after iteration it + 1, when that count is screened
+        loss = iteration(self, state, it)
+        if it + 1 in todo:
+            self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc,
+                          state.seed).save(snap[it + 1])
+            print(f"snapshot after {it + 1} iterations: {snap[it + 1]}", flush=True)
+        return loss
+
+    cls.iteration = snapshot
+    try:
+        method.distill(real, ipc, seed=seed, run_dir=run_dir, resume=(run_dir / "checkpoint.safetensors").exists())
+    finally:
+        if own:
+            cls.iteration = iteration
+        else:
+            del cls.iteration

@@ -51,10 +51,9 @@ import torch
 import datadistill as dd
 from datadistill._io import atomic_write_text
 from datadistill.config import parse_set_options
-from datadistill.methods import dm as dm_module
 from datadistill.methods import get_method
 
-from _screen import evaluate_row, start
+from _screen import distill_with_snapshots, evaluate_row, start
 
 
 def main() -> None:
@@ -84,22 +83,7 @@ def main() -> None:
     if todo:
         run_dir = out / f"run-{prefix}ipc{args.ipc}-seed{args.seed}"
         method = get_method("dm", **{**fields, "iterations": max(counts)}).for_ipc(args.ipc)
-        iteration = dm_module.DM.iteration
-
-        def snapshot(self, state, it):  # the images after iteration it + 1, when that count is screened
-            loss = iteration(self, state, it)
-            if it + 1 in todo:
-                self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc,
-                              state.seed).save(snap[it + 1])
-                print(f"snapshot after {it + 1} iterations, {results_path.parent}", flush=True)
-            return loss
-
-        dm_module.DM.iteration = snapshot
-        try:
-            method.distill(real, args.ipc, seed=args.seed, run_dir=run_dir,
-                           resume=(run_dir / "checkpoint.safetensors").exists())
-        finally:
-            dm_module.DM.iteration = iteration
+        distill_with_snapshots(method, real, args.ipc, args.seed, run_dir, snap)
     if not fields:
         same = torch.equal(dd.SyntheticSet.load(snap[default]).images, baseline.images)
         results["default_snapshot_equals_baseline"] = same

@@ -36,10 +36,9 @@ import shutil
 from pathlib import Path
 
 import datadistill as dd
-from datadistill.methods import dc as dc_module
 from datadistill.methods import get_method
 
-from _screen import evaluate_row, start
+from _screen import distill_with_snapshots, evaluate_row, start
 
 IPC = 10
 
@@ -71,21 +70,7 @@ def main() -> None:
             for f in ("manifest.json", "synthetic.safetensors"):
                 shutil.copy2(Path(args.init_from) / f, run_dir / "init" / f)
         method = get_method("dsa", width=args.width, iterations=max(counts)).for_ipc(IPC)
-        iteration = dc_module.DC.iteration
-
-        def snapshot(self, state, it):  # the images after iteration it + 1, when that count is screened
-            loss = iteration(self, state, it)
-            if it + 1 in todo:
-                self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc,
-                              state.seed).save(snap[it + 1])
-            return loss
-
-        dc_module.DC.iteration = snapshot
-        try:
-            method.distill(real, IPC, seed=args.seed, run_dir=run_dir,
-                           resume=(run_dir / "checkpoint.safetensors").exists())
-        finally:
-            dc_module.DC.iteration = iteration
+        distill_with_snapshots(method, real, IPC, args.seed, run_dir, snap)
     for k in counts:
         evaluate_row(f"width={args.width},iterations={k},seed={args.seed}", dd.SyntheticSet.load(snap[k]), real,
                      out, results, results_path)
