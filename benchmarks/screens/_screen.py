@@ -23,7 +23,8 @@ def start(description: str, iterations: str, set_option: bool = True,
     ap.add_argument("--iterations", default=iterations)
     ap.add_argument("--seed", type=int, default=0)
     if set_option:
-        ap.add_argument("--set", action="append", default=[], help="extra dsa config field=value (float or str)")
+        ap.add_argument("--set", action="append", default=[],
+                        help="another config field of the screened method, field=value")
     if arguments is not None:
         arguments(ap)
     args = ap.parse_args()

@@ -8,8 +8,9 @@ schedule depends on the total (constant image lr; the view pool's refresh schedu
 iteration 0), so its images after k iterations are those of a k-iteration run; the 8,000-iteration
 snapshot is checked against the baseline set bit for bit. Resumable: the run checkpoints into
 `<out>/run-ipc<ipc>-seed<seed>` (every 500 iterations), each snapshot is a set in
-`<out>/ipc<ipc>-it<k>-seed<seed>` written before the checkpoint that passes it, and every evaluated
-model is kept in `<out>/results.json`, with the model in training checkpointed beside it.
+`<out>/ipc<ipc>-it<k>-seed<seed>` (both named with the `--set` fields first, when given) written
+before the checkpoint that passes it, and every evaluated model is kept in `<out>/results.json`,
+with the model in training checkpointed beside it.
 
     python benchmarks/screens/dm_iterations.py --out runs/screen-dm10-it --seed 1 \\
         --baseline benchmarks/sets/fashion-mnist__dm__ipc10__seed1 [--ipc 10] [--iterations 12000,16000] \\
@@ -40,6 +41,7 @@ halving the real images per target costs 0.5, so the next row (declared before i
 Result: batch_real=512 84.05 +- 0.24 (873 s). No row gains 0.2 (the best, 16,000 iterations, +0.17),
 so the screen stopped at seed 1 and the defaults stay: on this seed dm sits at 84.0-84.1 on validation
 whatever the budget inside 20 minutes buys.
+The results file (every model's validation record) is kept in `dm-ipc10/results-seed1.json`.
 """
 from __future__ import annotations
 
@@ -73,12 +75,14 @@ def main() -> None:
         raise ValueError(f"--baseline is {baseline.method} IPC {baseline.ipc} seed {baseline.seed}, "
                          f"not dm IPC {args.ipc} seed {args.seed}")
     if min(counts) < default or (min(counts) == default and not fields):
-        raise ValueError(f"--iterations must all exceed the default {default}, got {args.iterations}")
+        raise ValueError(f"--iterations must all exceed the default {default} (or equal it, with --set), "
+                         f"got {args.iterations}")
     real = dd.load_dataset(args.dataset)
     evaluate_row(f"default,seed={args.seed}", baseline, real, out, results, results_path)
 
     prefix = f"{tag}-" if tag else ""
-    snap = {k: out / f"{prefix}ipc{args.ipc}-it{k}-seed{args.seed}" for k in sorted({default, *counts})}
+    shown = sorted({*counts, *([] if fields else [default])})  # the default's snapshot is checked, not scored
+    snap = {k: out / f"{prefix}ipc{args.ipc}-it{k}-seed{args.seed}" for k in shown}
     todo = [k for k in snap if not (snap[k] / "manifest.json").exists()]
     if todo:
         run_dir = out / f"run-{prefix}ipc{args.ipc}-seed{args.seed}"
@@ -91,8 +95,8 @@ def main() -> None:
         if not same:
             raise RuntimeError(f"the {default}-iteration snapshot differs from --baseline: not the default's run")
     for k in counts:
-        evaluate_row(f"{settings + ',' if settings else ''}iterations={k},seed={args.seed}", dd.SyntheticSet.load(snap[k]), real,
-                     out, results, results_path)
+        name = f"{settings + ',' if settings else ''}iterations={k},seed={args.seed}"
+        evaluate_row(name, dd.SyntheticSet.load(snap[k]), real, out, results, results_path)
     for name, row in results.items():
         if isinstance(row, dict):
             print(name, {k: row[k] for k in ("mean", "std", "per_model") if k in row})
