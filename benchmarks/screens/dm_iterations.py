@@ -41,6 +41,8 @@ halving the real images per target costs 0.5, so the next row (declared before i
 Result: batch_real=512 84.05 +- 0.24 (873 s). No row gains 0.2 (the best, 16,000 iterations, +0.17),
 so the screen stopped at seed 1 and the defaults stay: on this seed dm sits at 84.0-84.1 on validation
 whatever the budget inside 20 minutes buys.
+One more row, declared before it ran (same rule): `lr_img=2` at 8,000 iterations, since 16,000
+iterations still gained a little (the default's cost).
 The results file (every model's validation record) is kept in `dm-ipc10/results-seed1.json`.
 """
 from __future__ import annotations
