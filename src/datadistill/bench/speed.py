@@ -395,7 +395,7 @@ def dc_speed(dataset: str = "fashion-mnist", *, ipc: int = 10, method: str = "ds
         t_w = _mean(times[f"ours, width {w}"])
         figures[f"ours, width {w} s/outer step"] = round(t_w, 3)
         figures[f"speed-up (ours / width {w})"] = round(t_ours / t_w, 2)
-        say(f"ours at width {w}: {t_w:.4f} s per outer step, {t_ours / t_w:.2f}x ours at width 128")
+        say(f"ours at width {w}: {t_w:.4f} s per outer step, {t_ours / t_w:.2f}x ours at width {reference['width']}")
     for key, values in times.items():
         _put_rounds(figures, f"{key} s/outer step", values, rounds, 4)
     what = f"{method.upper()} outer step (match + {inner} inner epochs), IPC {ipc}, 256 real images per class"
