@@ -391,8 +391,15 @@ def test_dc_budget_schedule_per_ipc_and_explicit_values_win():
     assert paper.for_ipc(10) is paper  # nothing left to fill in
     assert get_method("dc", iterations=7).for_ipc(10).config.iterations == 7
     assert get_method("dc", outer_loop=1).for_ipc(10).config.pool_size == 64  # one outer step: the pool pays
-    dm = get_method("dm")
+    assert [get_method("dm").for_ipc(k).config.init for k in (1, 2, 10, 11, 50)] == \
+        ["real", "kmeans", "kmeans", "real", "real"]
+    dm = get_method("dm", init="real")
     assert dm.for_ipc(10) is dm
+    assert get_method("dm-multilayer").for_ipc(10).config.init == "real"  # k-means not screened for it
+    # a dc / dsa DM stage starts from real images, as when the schedule was screened and benched
+    stage = m.for_ipc(10).init_method(10)
+    assert (stage.name, stage.config.init, stage.config.iterations) == ("dm", "real", 8000)
+    assert get_method("dsa", init="kmeans").for_ipc(10).init_method(10).config == get_method("kmeans").config
 
 
 def test_the_set_records_the_concrete_config(real):
@@ -462,9 +469,9 @@ def test_a_stored_stage_from_before_a_config_field_is_reused(real, tmp_path, tin
 
 
 def test_an_interrupted_iterative_stage_resumes_from_its_own_checkpoint(real, tmp_path, tiny_dm_defaults):
-    ref = DM().distill(real, 2, seed=3)
+    ref = DM(init="real").distill(real, 2, seed=3)  # dc's DM stage starts from real images
     with pytest.raises(Stop):  # the stage killed after its checkpoint at 2
-        DM().distill(real, 2, seed=3, run_dir=tmp_path / "init", callbacks=[stop_at(3)])
+        DM(init="real").distill(real, 2, seed=3, run_dir=tmp_path / "init", callbacks=[stop_at(3)])
     tiny_dm_defaults.clear()
     tiny("dc", init="dm", iterations=1).distill(real, 2, seed=3, run_dir=tmp_path)
     assert tiny_dm_defaults == [True]

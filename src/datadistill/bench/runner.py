@@ -323,7 +323,7 @@ def share_init_stage(sets_dir: Path, set_dir: Path, method, real, dataset: str, 
     stage = set_dir / INIT_DIR
     if (stage / MANIFEST_FILE).exists():
         return None  # the method's own stage decides (it redoes a stale one)
-    init_method = METHODS.get(init)().for_ipc(ipc)
+    init_method = method.init_method(ipc)
     candidates = [sets_dir / set_dir_name(dataset, init, ipc, seed, {})]
     candidates += sorted(p for p in sets_dir.glob(f"*/{INIT_DIR}") if p != stage)
     for source in candidates:

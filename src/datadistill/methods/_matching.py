@@ -86,6 +86,11 @@ class MatchingConfig(MethodConfig):
         """Per-IPC values for the fields a method lets default to 'auto' (see `AUTO`); none here."""
         return {}
 
+    def init_overrides(self) -> dict[str, Any]:
+        """Config overrides for the method named by `init` when it runs as this method's init stage
+        (`MatchingMethod.init_method`); none here: that method's own defaults."""
+        return {}
+
     def auto_fields(self) -> set[str]:
         """The fields left at their 'auto' value that the schedule fills (elsewhere 'auto' is invalid)."""
         return {k for k, v in AUTO.items() if getattr(self, k) == v} & set(self.schedule(1))
@@ -288,18 +293,23 @@ class MatchingMethod(Method):
             raise ConfigError(f"init {cfg.init!r} is a method: see init_stage")
         return images.float(), labels
 
+    def init_method(self, ipc: int) -> Method:
+        """The method named by `init`, configured as this method's init stage runs it at `ipc`: its
+        defaults with this config's `init_overrides`."""
+        from .base import METHODS
+
+        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        return METHODS.get(cfg.init)(**cfg.init_overrides()).for_ipc(ipc)
+
     def init_stage(self, real: RealData, ipc: int, seed: int, run_dir: Path | None,
                    callbacks: tuple[Callback, ...] = ()) -> tuple[SyntheticSet, float]:
-        """The set that method `init` distils with its own defaults at the same IPC and seed, and
+        """The set that method `init` distils (`init_method`) at the same IPC and seed, and
         the wall time to count for it: 0 when computed now (the caller's clock runs), its recorded
         wall time when loaded. With a run directory the stage is kept in `run_dir/init` (an
         iterative init checkpoints there while it runs), so a resumed or repeated run does not
         distil it again; a stored stage made with another config, IPC, seed or dataset is redone.
         `callbacks` see the stage's progress with the message 'init: <method>'."""
-        from .base import METHODS
-
-        cfg: MatchingConfig = self.config  # type: ignore[assignment]
-        method = METHODS.get(cfg.init)().for_ipc(ipc)
+        method = self.init_method(ipc)
         stage = run_dir / INIT_DIR if run_dir is not None else None
         if stage is not None and (stage / MANIFEST_FILE).exists():
             got = SyntheticSet.load(stage)
