@@ -721,7 +721,35 @@ def test_benchmarks_say_what_a_per_ipc_default_schedule_ran():
     line = _schedule_line("dsa", rows)
     assert "IPC 1: iterations=1000, init=real, pool_size=64; IPC 10: iterations=50, init=dm, pool_size=0" in line
     assert _schedule_line("dsa (init=kmeans)", [{**rows[0], "method_overrides": {"init": "kmeans"}}]) == ""
-    assert _schedule_line("dm", [{**rows[0], "method": "dm"}]) == ""  # no 'auto' fields
+    assert _schedule_line("dm-multilayer", [{**rows[0], "method": "dm-multilayer"}]) == ""  # no 'auto' fields
+    dm = [{"method": "dm", "ipc": k, "method_overrides": {}, "method_config": config_dict(
+        get_method("dm").for_ipc(k).config)} for k in (1, 10)]
+    assert "IPC 1: init=real; IPC 10: init=kmeans " in _schedule_line("dm", dm)
+
+
+def test_a_cell_made_with_an_earlier_default_is_a_row_of_its_own():
+    """When a default changes (dm's start at IPC 10), the cells made before it are shown as the
+    config they ran, never pooled with today's default, and reproduced with it."""
+    from datadistill.bench.tables import _label, _mark_earlier_defaults
+    from datadistill.config import config_dict
+    from datadistill.methods import get_method
+
+    def cell(ipc, **ran):
+        cfg = config_dict(get_method("dm").for_ipc(ipc).config)
+        return {"method": "dm", "ipc": ipc, "method_overrides": {}, "method_config": {**cfg, **ran}}
+
+    old, today, other = cell(10, init="real"), cell(10), cell(1)
+    lr = {**cell(10, init="real", lr_img=2.0), "method_overrides": {"lr_img": 2.0}}
+    unknown = {**cell(10, init="real"), "method": "gone"}
+    _mark_earlier_defaults([old, today, other, lr, unknown])
+    assert (_label(old), old["earlier_default"]) == ("dm (init=real)", ["init"])
+    assert _label(today) == _label(other) == "dm" and "earlier_default" not in today
+    assert _label(lr) == "dm (init=real, lr_img=2.0)"
+    assert _label(unknown) == "gone"
+    missing = cell(10)
+    del missing["method_config"]["init"]  # a field added since counts at the value it ran with
+    _mark_earlier_defaults([missing])
+    assert _label(missing) == "dm"
 
 
 def test_distill_resumes_after_a_kill_during_the_init_stage(tmp_path, npz, capsys, monkeypatch):

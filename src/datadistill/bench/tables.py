@@ -83,7 +83,32 @@ def _load(results_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
         elif "evaluation" in row:
             cells.append(row)
     _fill_weights_digests(cells)
+    _mark_earlier_defaults(cells)
     return cells, refs, speed
+
+
+def _mark_earlier_defaults(cells: list[dict]) -> None:
+    """A cell made with a default that has changed since (its recorded config differs from today's
+    default config at its IPC, with its overrides, in fields it did not override) is shown as the
+    config it ran: those fields join its `method_overrides`, so it is a row of its own, labelled and
+    reproduced with them, never pooled with today's default; `earlier_default` names the fields."""
+    from ..config import before_fields, config_dict
+    from ..methods import METHODS
+
+    for c in cells:
+        stored, ov = c.get("method_config"), c.get("method_overrides") or {}
+        if not stored or c.get("method") not in METHODS:
+            continue
+        try:
+            today_cfg = METHODS.get(c["method"]).with_overrides(ov).for_ipc(c["ipc"]).config
+        except Exception:  # noqa: BLE001 - an override today's config refuses: nothing to compare
+            continue
+        today, before = config_dict(today_cfg), before_fields(today_cfg)
+        off = {k: stored[k] if k in stored else before[k] for k, v in today.items()
+               if (k in stored and stored[k] != v) or (k not in stored and k in before and before[k] != v)}
+        if off:
+            c["method_overrides"] = {**ov, **off}
+            c["earlier_default"] = sorted(off)
 
 
 def _fill_weights_digests(cells: list[dict]) -> None:
@@ -333,6 +358,10 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             schedule = _schedule_line(m, [r for r in rows if _label(r) == m])
             if schedule:
                 notes.append(schedule)
+            earlier = sorted({f for r in rows if _label(r) == m for f in r.get("earlier_default", ())})
+            if earlier:
+                notes.append(f"- `{m}` was made with an earlier default of `{base[m]}` ({', '.join(earlier)}); "
+                             f"today's default differs there, so it is a row of its own.")
         shown_refs = [ref for ref in refs
                       if ref["dataset"] == dataset and ref["protocol"]["model"] == model and labels == "hard"]
         for ref in shown_refs:
