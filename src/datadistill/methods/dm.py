@@ -61,7 +61,8 @@ class _View:
 class DM(MatchingMethod):
     """Distribution matching. Defaults: the paper's (image lr 1, SGD momentum 0.5, 256 real images
     per class, real init, DSA, ConvNet-3 width 128), with a view pool instead of a fresh network
-    every iteration (see the module docstring) and fewer iterations than the paper's 20,000."""
+    every iteration (see the module docstring), fewer iterations than the paper's 20,000, and at
+    IPC 2 to 10 a start from the k-means coreset instead of random real images (`Config.schedule`)."""
 
     name = "dm"
     summary = "distribution matching: match mean embeddings under random networks (DM, Zhao & Bilen 2023)"
