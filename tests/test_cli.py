@@ -742,7 +742,7 @@ def test_a_cell_made_with_an_earlier_default_is_a_row_of_its_own():
     lr = {**cell(10, init="real", lr_img=2.0), "method_overrides": {"lr_img": 2.0}}
     unknown = {**cell(10, init="real"), "method": "gone"}
     _mark_earlier_defaults([old, today, other, lr, unknown])
-    assert (_label(old), old["earlier_default"]) == ("dm (init=real)", ["init"])
+    assert (_label(old), old["earlier_default"]) == ("dm (init=real)", {"init": "kmeans"})
     assert _label(today) == _label(other) == "dm" and "earlier_default" not in today
     assert _label(lr) == "dm (init=real, lr_img=2.0)"
     assert _label(unknown) == "gone"

@@ -91,7 +91,8 @@ def _mark_earlier_defaults(cells: list[dict]) -> None:
     """A cell made with a default that has changed since (its recorded config differs from today's
     default config at its IPC, with its overrides, in fields it did not override) is shown as the
     config it ran: those fields join its `method_overrides`, so it is a row of its own, labelled and
-    reproduced with them, never pooled with today's default; `earlier_default` names the fields."""
+    reproduced with them, never pooled with today's default; `earlier_default` holds today's values
+    of those fields."""
     from ..config import before_fields, config_dict
     from ..methods import METHODS
 
@@ -108,7 +109,7 @@ def _mark_earlier_defaults(cells: list[dict]) -> None:
                if (k in stored and stored[k] != v) or (k not in stored and k in before and before[k] != v)}
         if off:
             c["method_overrides"] = {**ov, **off}
-            c["earlier_default"] = sorted(off)
+            c["earlier_default"] = {k: today[k] for k in sorted(off)}
 
 
 def _fill_weights_digests(cells: list[dict]) -> None:
@@ -358,10 +359,10 @@ def write_benchmarks_md(results_dir: Path, out: Path) -> Path:
             schedule = _schedule_line(m, [r for r in rows if _label(r) == m])
             if schedule:
                 notes.append(schedule)
-            earlier = sorted({f for r in rows if _label(r) == m for f in r.get("earlier_default", ())})
+            earlier = {f"{k}={v}" for r in rows if _label(r) == m for k, v in r.get("earlier_default", {}).items()}
             if earlier:
-                notes.append(f"- `{m}` was made with an earlier default of `{base[m]}` ({', '.join(earlier)}); "
-                             f"today's default differs there, so it is a row of its own.")
+                notes.append(f"- `{m}` was made before `{base[m]}`'s default changed (today's: "
+                             f"{', '.join(sorted(earlier))}), so it is a row of its own.")
         shown_refs = [ref for ref in refs
                       if ref["dataset"] == dataset and ref["protocol"]["model"] == model and labels == "hard"]
         for ref in shown_refs:
@@ -487,7 +488,7 @@ def _schedule_line(label: str, rows: list[dict]) -> str:
     per_ipc = {r["ipc"]: r["method_config"] for r in rows}
     if not auto or not per_ipc:
         return ""
-    return (f"- `{label}` ran its default per-IPC budget schedule: "
+    return (f"- `{label}` ran its default per-IPC schedule: "
             + "; ".join(f"IPC {k}: " + ", ".join(f"{a}={cfg.get(a)}" for a in auto) for k, cfg in sorted(per_ipc.items()))
             + " (a distill time includes its init stage's).")
 
