@@ -57,8 +57,8 @@ starts from k-means at IPC 10 (and, unscreened, 2 to 9; `DM.Config.schedule`).
 with it; `--baseline` is then its default set). Row declared 2026-12-07 before it ran, same rule:
 dm-multilayer with `init=kmeans` at IPC 10 (it starts from real images; `dm`'s start was screened
 alone).
-Result (5 models each): seed 1 84.93 +- 0.18 against its default set's 84.32 +- 0.14 (+0.61; 803 s of
-distillation after the k-means stage), so it goes on to seed 2.
+Result (5 models each): seed 1 84.93 +- 0.18 against its default set's 84.32 +- 0.14 (+0.61; 803 s end to end,
+the k-means stage included), so it goes on to seed 2.
 """
 from __future__ import annotations
 
