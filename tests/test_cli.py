@@ -721,7 +721,7 @@ def test_benchmarks_say_what_a_per_ipc_default_schedule_ran():
     line = _schedule_line("dsa", rows)
     assert "IPC 1: iterations=1000, init=real, pool_size=64; IPC 10: iterations=50, init=dm, pool_size=0" in line
     assert _schedule_line("dsa (init=kmeans)", [{**rows[0], "method_overrides": {"init": "kmeans"}}]) == ""
-    assert _schedule_line("dm-multilayer", [{**rows[0], "method": "dm-multilayer"}]) == ""  # no 'auto' fields
+    assert _schedule_line("kmeans", [{**rows[0], "method": "kmeans"}]) == ""  # no 'auto' fields
     dm = [{"method": "dm", "ipc": k, "method_overrides": {}, "method_config": config_dict(
         get_method("dm").for_ipc(k).config)} for k in (1, 10)]
     assert "IPC 1: init=real; IPC 10: init=kmeans " in _schedule_line("dm", dm)

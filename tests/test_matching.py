@@ -395,7 +395,7 @@ def test_dc_budget_schedule_per_ipc_and_explicit_values_win():
         ["real", "kmeans", "kmeans", "real", "real"]
     dm = get_method("dm", init="real")
     assert dm.for_ipc(10) is dm
-    assert get_method("dm-multilayer").for_ipc(10).config.init == "real"  # k-means not screened for it
+    assert [get_method("dm-multilayer").for_ipc(k).config.init for k in (1, 10)] == ["real", "kmeans"]
     # a dc / dsa DM stage starts from real images, as when the schedule was screened and benched
     stage = m.for_ipc(10).init_method(10)
     assert (stage.name, stage.config.init, stage.config.iterations) == ("dm", "real", 8000)
