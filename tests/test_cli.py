@@ -927,7 +927,8 @@ def test_tables_name_each_network_once_per_method_and_ipc_with_its_seeds():
 def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, capsys, monkeypatch):
     """dc and dsa start from DM's set (`init=dm`): a grid that already holds it (the dm cell's set,
     or another cell's init stage) hands it over instead of distilling DM again, and the cell's
-    distill time still counts DM's recorded wall time."""
+    distill time still counts DM's recorded wall time. At IPC 1, where DM's default starts from
+    real images as dc's DM stage does (at IPC 2-10 the dm cell starts from k-means: not the stage)."""
     import torch
 
     from datadistill.methods.dm import DM
@@ -942,14 +943,14 @@ def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, ca
 
     monkeypatch.setattr(DM, "_distill", counted)
     results = tmp_path / "results"
-    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "2", "--protocol", "dc", *FAST_EVAL,
+    base = ["bench", "--dataset", "tensors", "--data-dir", str(npz), "--ipc", "1", "--protocol", "dc", *FAST_EVAL,
             "--results", str(results), "--markdown", str(tmp_path / "B.md")]
     small = ["iterations=1", "width=8", "batch_real=8", "compile=false", "outer_loop=1", "inner_loop=1",
              "pool_size=0", "init=dm"]
     code, _, err = run([*base, "--methods", "dm"], capsys)
     assert code == 0, err
     assert len(calls) == 1
-    dm_set = SyntheticSet.load(tmp_path / "sets" / "tensors__dm__ipc2__seed0")
+    dm_set = SyntheticSet.load(tmp_path / "sets" / "tensors__dm__ipc1__seed0")
     code, _, err = run([*base, "--methods", "dc", *[x for o in small for x in ("--set", f"dc.{o}")]], capsys)
     assert code == 0, err
     assert len(calls) == 1  # DM did not run again
@@ -958,7 +959,7 @@ def test_bench_gives_a_method_init_stage_the_grid_s_stored_set(tmp_path, npz, ca
     rows = {r["method"]: r for r in (json.loads(p.read_text()) for p in results.glob("*.json"))}
     assert rows["dc"]["distill_wall_time_s"] >= dm_set.meta["wall_time_s"]
     # without the dm cell, another cell's init stage serves: dsa takes dc's
-    (tmp_path / "sets" / "tensors__dm__ipc2__seed0" / "manifest.json").unlink()
+    (tmp_path / "sets" / "tensors__dm__ipc1__seed0" / "manifest.json").unlink()
     code, _, err = run([*base, "--methods", "dsa", *[x for o in small for x in ("--set", f"dsa.{o}")]], capsys)
     assert code == 0, err
     assert len(calls) == 1

@@ -40,8 +40,8 @@ _FEATURE_INVALID = [("feature_width", 0), ("feature_epochs", -1), ("feature_trai
 _MATCHING_INVALID = [("iterations", -1), ("lr_img", 0.0), ("lr_img", float("nan")), ("momentum_img", 1.0),
                      ("batch_real", 0), ("width", 0), ("precision", "fp16"), ("init", "no-such-method"),
                      ("dsa_strategy", "crop_bogus"), ("checkpoint_every", -1), ("val_every", -5)]
-# DM has no per-IPC schedule, so the 'auto' values are errors there; DC/DSA accept them
-_DM_INVALID = _MATCHING_INVALID + [("iterations", 0), ("init", "auto"), ("pool_size", -1), ("refresh_every", -2)]
+# DM's per-IPC schedule fills only `init`, so the other 'auto' values are errors there; DC/DSA accept them
+_DM_INVALID = _MATCHING_INVALID + [("iterations", 0), ("pool_size", -1), ("refresh_every", -2)]
 _DC_INVALID = _MATCHING_INVALID + [("pool_size", -2), ("outer_loop", -1), ("inner_loop", -1), ("lr_net", 0.0), ("batch_train", 0)]
 INVALID: dict[str, list[tuple[str, object]]] = {
     "dc": _DC_INVALID,
