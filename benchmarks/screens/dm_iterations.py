@@ -45,6 +45,9 @@ One more row, declared before it ran (same rule): `lr_img=2` at 8,000 iterations
 iterations still gained a little (the default's cost).
 Result: lr_img=2 84.11 +- 0.22 (591 s), +0.15, under the rule too; lr_img stays 1.
 The results file (every model's validation record) is kept in `dm-ipc10/results-seed1.json`.
+(Every row above, and each "default" row, started from random real images, dm's default then; since
+the k-means start below, a run without `--set` starts from k-means at IPC 10, and `--baseline` must be
+a set made so.)
 One more row, declared 2026-12-07 (session 61) before it ran, same rule: `init=kmeans` at 8,000
 iterations (start from the images nearest the k-means centroids of each class, the coreset that
 scores 81.6 against random's 73.0 at IPC 10, instead of random real images; the k-means stage counts
