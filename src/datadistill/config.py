@@ -152,17 +152,24 @@ def before_fields(config: Any) -> dict[str, Any]:
     return {**config_dict(config), **getattr(type(config), "BEFORE_FIELD", {})}
 
 
-def differs(stored: Mapping[str, Any], today: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
-    """Whether stored values differ from today's. A field `stored` lacks was added since: it counts
-    at its value in `before` (see `before_fields`; not compared when `before` is None or lacks it).
-    A field only `stored` has is ignored."""
+def differing_fields(stored: Mapping[str, Any], today: Mapping[str, Any],
+                     before: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fields whose stored value differs from today's, with the stored value. A field `stored`
+    lacks was added since: it counts at its value in `before` (see `before_fields`; not compared
+    when `before` is None or lacks it). A field only `stored` has is ignored."""
+    out: dict[str, Any] = {}
     for k, v in today.items():
         if k in stored:
             if stored[k] != v:
-                return True
+                out[k] = stored[k]
         elif before is not None and k in before and before[k] != v:
-            return True
-    return False
+            out[k] = before[k]
+    return out
+
+
+def differs(stored: Mapping[str, Any], today: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
+    """Whether stored values differ from today's (`differing_fields`)."""
+    return bool(differing_fields(stored, today, before))
 
 
 def model_kwargs_tuple(value: Any, what: str) -> tuple[tuple[str, Any], ...]:

@@ -93,7 +93,7 @@ def _mark_earlier_defaults(cells: list[dict]) -> None:
     config it ran: those fields join its `method_overrides`, so it is a row of its own, labelled and
     reproduced with them, never pooled with today's default; `earlier_default` holds today's values
     of those fields."""
-    from ..config import before_fields, config_dict
+    from ..config import before_fields, config_dict, differing_fields
     from ..methods import METHODS
 
     for c in cells:
@@ -104,9 +104,8 @@ def _mark_earlier_defaults(cells: list[dict]) -> None:
             today_cfg = METHODS.get(c["method"]).with_overrides(ov).for_ipc(c["ipc"]).config
         except Exception:  # noqa: BLE001 - an override today's config refuses: nothing to compare
             continue
-        today, before = config_dict(today_cfg), before_fields(today_cfg)
-        off = {k: stored[k] if k in stored else before[k] for k, v in today.items()
-               if (k in stored and stored[k] != v) or (k not in stored and k in before and before[k] != v)}
+        today = config_dict(today_cfg)
+        off = differing_fields(stored, today, before_fields(today_cfg))
         if off:
             c["method_overrides"] = {**ov, **off}
             c["earlier_default"] = {k: today[k] for k in sorted(off)}
