@@ -400,6 +400,11 @@ def test_dc_budget_schedule_per_ipc_and_explicit_values_win():
     stage = m.for_ipc(10).init_method(10)
     assert (stage.name, stage.config.init, stage.config.iterations) == ("dm", "real", 8000)
     assert get_method("dsa", init="kmeans").for_ipc(10).init_method(10).config == get_method("kmeans").config
+    # `stage_init` picks the stage's start: DM's own schedule (k-means at IPC 10) or a named one
+    assert get_method("dsa", stage_init="auto").for_ipc(10).init_method(10).config.init == "kmeans"
+    assert get_method("dsa", stage_init="auto").for_ipc(50).init_method(50).config.init == "real"
+    assert get_method("dc", stage_init="herding").for_ipc(10).init_method(10).config.init == "herding"
+    assert get_method("dc", init="dm-multilayer").for_ipc(10).init_method(10).config.init == "real"
 
 
 def test_the_set_records_the_concrete_config(real):

@@ -23,9 +23,10 @@ outer step, no inner training) this removes the real side from almost every iter
 The budget schedule (the defaults; `iterations`, `init` and `pool_size` left at 'auto'): the
 paper's 1,000 iterations from real images take ~11 h at IPC 10 on 2 cores. With one outer step per
 iteration (IPC 1) the defaults are the paper's 1,000 iterations from real images, with a pool of 64
-views. With more, gradient matching refines a DM set (`init=dm`, DM's own defaults) for about 500
-outer steps in all (50 iterations at IPC 10, 10 at IPC 50). `--set iterations=1000 --set init=real
---set pool_size=0` is the paper's schedule.
+views. With more, gradient matching refines a DM set (`init=dm`, DM's defaults) for about 500
+outer steps in all (50 iterations at IPC 10, 10 at IPC 50). The DM stage starts from random real
+images (`stage_init`; DM's own default at IPC 2 to 10 is a k-means start). `--set iterations=1000
+--set init=real --set pool_size=0` is the paper's schedule.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..augment.dsa import DSAParams, apply, broadcast, sample
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownNameError
 from ..evaluation.train import fit
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
 from .base import register
@@ -100,6 +101,7 @@ class DC(MatchingMethod):
         inner_loop: int = 0  # 0: the reference's value for the IPC
         batch_train: int = 256  # batch of the inner training on the synthetic set
         pool_size: int = -1  # cached views for the first outer step (module docstring); -1 (auto): the schedule's; the paper: 0
+        stage_init: str = "real"  # where an iterative init stage (init=dm) starts: real | noise | auto (its own schedule) | a coreset
         checkpoint_every: int = 10
 
         def schedule(self, ipc: int) -> dict[str, Any]:
@@ -125,10 +127,15 @@ class DC(MatchingMethod):
             return {"iterations": max(10, round(BUDGET_OUTER_STEPS / outer)), "init": "dm", "pool_size": 0}
 
         def init_overrides(self) -> dict[str, Any]:
-            """A DM stage starts from random real images, as it did when this schedule was screened
-            and its sets benched (DM's own default now starts from k-means at IPC 2 to 10, not yet
-            screened as a start for gradient matching): `--set init=dm` keeps meaning that stage."""
-            return {"init": "real"} if self.init == "dm" else {}
+            """An iterative init stage (a matching method such as DM) starts from `stage_init`: by
+            default random real images, as it did when this schedule was screened and its sets
+            benched (DM's own default starts from k-means at IPC 2 to 10); `stage_init=auto` takes
+            the stage method's own schedule. A coreset stage has no start of its own."""
+            from .base import METHODS
+
+            if self.init in ("real", "noise", "auto") or not issubclass(METHODS.get(self.init), MatchingMethod):
+                return {}
+            return {"init": self.stage_init}
 
         def validate(self) -> None:
             super().validate()
@@ -139,6 +146,16 @@ class DC(MatchingMethod):
                 raise ConfigError(f"lr_net must be positive, got {self.lr_net}")
             if self.batch_train < 1:
                 raise ConfigError(f"batch_train must be at least 1, got {self.batch_train}")
+            if self.stage_init not in ("real", "noise", "auto"):
+                from .base import METHODS
+
+                try:
+                    stage_start = METHODS.get(self.stage_init)
+                except UnknownNameError as e:
+                    raise ConfigError(f"stage_init: {e}; or 'real' / 'noise' / 'auto'") from None
+                if issubclass(stage_start, MatchingMethod) or {"needs_teacher", "needs_experts"} & stage_start.tags:
+                    raise ConfigError(f"stage_init must be 'real', 'noise', 'auto' or a coreset method, "
+                                      f"got {self.stage_init!r}")
 
     tags = frozenset({"iterative"})
 
