@@ -43,7 +43,7 @@ _MATCHING_INVALID = [("iterations", -1), ("lr_img", 0.0), ("lr_img", float("nan"
 # DM's per-IPC schedule fills only `init`, so the other 'auto' values are errors there; DC/DSA accept them
 _DM_INVALID = _MATCHING_INVALID + [("iterations", 0), ("pool_size", -1), ("refresh_every", -2)]
 _DC_INVALID = _MATCHING_INVALID + [("pool_size", -2), ("outer_loop", -1), ("inner_loop", -1), ("lr_net", 0.0), ("batch_train", 0),
-                           ("stage_init", "no-such-method"), ("stage_init", "dm"), ("stage_init", "sre2l")]
+                                   ("stage_init", "no-such-method"), ("stage_init", "dm"), ("stage_init", "sre2l")]
 INVALID: dict[str, list[tuple[str, object]]] = {
     "dc": _DC_INVALID,
     "dsa": _DC_INVALID,
