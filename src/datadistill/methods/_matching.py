@@ -118,16 +118,22 @@ class MatchingConfig(MethodConfig):
         if self.precision not in _PRECISIONS:
             raise ConfigError(f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         _ = DSAConfig(strategy=self.dsa_strategy).ops  # raises on unknown ops
-        from .base import METHODS
-
         if self.init not in ("real", "noise") and "init" not in auto:
-            try:
-                cls = METHODS.get(self.init)
-            except UnknownNameError as e:
-                raise ConfigError(f"init: {e}; or 'real' / 'noise'") from None
-            if {"needs_teacher", "needs_experts"} & cls.tags:
-                raise ConfigError(f"init {self.init!r} needs a teacher or experts; use 'real', 'noise', "
-                                  "a coreset method or a matching method")
+            start_method(self.init, "init", "'real', 'noise', a coreset method or a matching method")
+
+
+def start_method(name: str, field: str, accepted: str) -> type[Method]:
+    """The registered method `name` that a config's start field (`field`, which takes `accepted`)
+    names, refused with a ConfigError when unknown or when it needs a teacher or experts."""
+    from .base import METHODS
+
+    try:
+        cls = METHODS.get(name)
+    except UnknownNameError as e:
+        raise ConfigError(f"{field}: {e} ({field} takes {accepted})") from None
+    if {"needs_teacher", "needs_experts"} & cls.tags:
+        raise ConfigError(f"{field} {name!r} needs a teacher or experts; use {accepted}")
+    return cls
 
 
 @dataclass

@@ -26,8 +26,8 @@ iteration (IPC 1) the defaults are the paper's 1,000 iterations from real images
 views. With more, gradient matching refines a DM set (`init=dm`, DM's defaults) for about 500
 outer steps in all (50 iterations at IPC 10, 10 at IPC 50). The DM stage starts from random real
 images (`stage_init`; DM's own default at IPC 2 to 10, a k-means start, scored lower as a start for
-dsa, see `init_overrides`). `--set iterations=1000
---set init=real --set pool_size=0` is the paper's schedule.
+dsa, see `init_overrides`). `--set iterations=1000 --set init=real --set pool_size=0` is the paper's
+schedule.
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ from torch import nn
 from torch.func import functional_call
 
 from ..augment.dsa import DSAParams, apply, broadcast, sample
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError
 from ..evaluation.train import fit
-from ._matching import MatchingConfig, MatchingMethod, MatchingState
+from ._matching import MatchingConfig, MatchingMethod, MatchingState, start_method
 from .base import register
 
 # The reference's (outer_loop, inner_loop) per images per class (VICO-UoE utils.get_loops).
@@ -150,16 +150,10 @@ class DC(MatchingMethod):
                 raise ConfigError(f"lr_net must be positive, got {self.lr_net}")
             if self.batch_train < 1:
                 raise ConfigError(f"batch_train must be at least 1, got {self.batch_train}")
-            if self.stage_init not in ("real", "noise", "auto"):
-                from .base import METHODS
-
-                try:
-                    stage_start = METHODS.get(self.stage_init)
-                except UnknownNameError as e:
-                    raise ConfigError(f"stage_init: {e}; or 'real' / 'noise' / 'auto'") from None
-                if issubclass(stage_start, MatchingMethod) or {"needs_teacher", "needs_experts"} & stage_start.tags:
-                    raise ConfigError(f"stage_init must be 'real', 'noise', 'auto' or a coreset method, "
-                                      f"got {self.stage_init!r}")
+            accepted = "'real', 'noise', 'auto' or a coreset method"
+            if self.stage_init not in ("real", "noise", "auto") and issubclass(
+                    start_method(self.stage_init, "stage_init", accepted), MatchingMethod):
+                raise ConfigError(f"stage_init must be {accepted}, got {self.stage_init!r}")
 
     tags = frozenset({"iterative"})
 

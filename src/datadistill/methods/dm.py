@@ -84,8 +84,8 @@ class DM(MatchingMethod):
             at random real images (the paper). Screened at IPC 10 on the validation split
             (Fashion-MNIST, dsa protocol, 5 models, 8,000 iterations; `benchmarks/screens/
             dm_iterations.py --set init=kmeans`, rule declared before it ran: +0.2 on one seed to
-            go on to a second, adopted on a mean gain of 0.2 over two seeds, neither losing): seed 1 84.73 +- 0.14
-            against 83.96 +- 0.23, seed 2 84.63 +- 0.21 against 83.58 +- 0.28 (+0.9 on the mean), in
+            go on to a second, adopted on a mean gain of 0.2 over two seeds, neither losing): seed 1
+            84.73 +- 0.14 against 83.96 +- 0.23, seed 2 84.63 +- 0.21 against 83.58 +- 0.28 (+0.9 on the mean), in
             665 and 635 s end to end on an AMD EPYC (the k-means stage about 150 s). IPC 2 to 9 follow
             IPC 10 unscreened; IPC 1 (where k-means is the image nearest the class mean) and IPC 50
             keep the paper's random real images until screened."""
