@@ -64,6 +64,13 @@ Result (5 models each): seed 1 84.93 +- 0.18 against its default set's 84.32 +- 
 the k-means stage included), so it goes on to seed 2.
 Seed 2: 84.70 +- 0.28 against 83.86 +- 0.20 (+0.84; 787 s): +0.72 on the mean, neither losing, so
 dm-multilayer starts where dm does.
+
+Row declared 2026-12-07 (session 63) before it ran, same rule except the 20 minutes (IPC 50 has no time
+target in the issue): dm with `init=kmeans` at IPC 50, 8,000 iterations, seed 1, against the default
+(random real start) set of seed 1; dm reads 87.7 +- 0.3 over 3 seeds on test there, under the issue's 88.
+
+    cd benchmarks/screens && python dm_iterations.py --ipc 50 --seed 1 --iterations 8000 --set init=kmeans \\
+        --baseline ../sets/fashion-mnist__dm__ipc50__seed1 --out ../../runs/screen-dm50
 """
 from __future__ import annotations
 
