@@ -391,18 +391,19 @@ def test_dc_budget_schedule_per_ipc_and_explicit_values_win():
     assert paper.for_ipc(10) is paper  # nothing left to fill in
     assert get_method("dc", iterations=7).for_ipc(10).config.iterations == 7
     assert get_method("dc", outer_loop=1).for_ipc(10).config.pool_size == 64  # one outer step: the pool pays
-    assert [get_method("dm").for_ipc(k).config.init for k in (1, 2, 10, 11, 50)] == \
-        ["real", "kmeans", "kmeans", "real", "real"]
+    assert [get_method("dm").for_ipc(k).config.init for k in (1, 2, 10, 11, 50, 100)] == \
+        ["real", "kmeans", "kmeans", "kmeans", "kmeans", "kmeans"]
     dm = get_method("dm", init="real")
     assert dm.for_ipc(10) is dm
-    assert [get_method("dm-multilayer").for_ipc(k).config.init for k in (1, 10)] == ["real", "kmeans"]
+    assert [get_method("dm-multilayer").for_ipc(k).config.init for k in (1, 10, 50)] == ["real", "kmeans", "kmeans"]
     # a dc / dsa DM stage starts from real images, as when the schedule was screened and benched
     stage = m.for_ipc(10).init_method(10)
     assert (stage.name, stage.config.init, stage.config.iterations) == ("dm", "real", 8000)
     assert get_method("dsa", init="kmeans").for_ipc(10).init_method(10).config == get_method("kmeans").config
     # `stage_init` picks the stage's start: DM's own schedule (k-means at IPC 10) or a named one
     assert get_method("dsa", stage_init="auto").for_ipc(10).init_method(10).config.init == "kmeans"
-    assert get_method("dsa", stage_init="auto").for_ipc(50).init_method(50).config.init == "real"
+    assert get_method("dsa", stage_init="auto").for_ipc(50).init_method(50).config.init == "kmeans"
+    assert get_method("dsa").for_ipc(50).init_method(50).config.init == "real"  # the default stays
     assert get_method("dc", stage_init="herding").for_ipc(10).init_method(10).config.init == "herding"
     assert get_method("dc", init="dm-multilayer").for_ipc(10).init_method(10).config.init == "real"
 

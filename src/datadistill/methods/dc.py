@@ -25,8 +25,8 @@ paper's 1,000 iterations from real images take ~11 h at IPC 10 on 2 cores. With 
 iteration (IPC 1) the defaults are the paper's 1,000 iterations from real images, with a pool of 64
 views. With more, gradient matching refines a DM set (`init=dm`, DM's defaults) for about 500
 outer steps in all (50 iterations at IPC 10, 10 at IPC 50). The DM stage starts from random real
-images (`stage_init`; DM's own default at IPC 2 to 10, a k-means start, scored lower as a start for
-dsa, see `init_overrides`). `--set iterations=1000 --set init=real --set pool_size=0` is the paper's
+images (`stage_init`; DM's own default from IPC 2 up, a k-means start, scored lower as a start for
+dsa at IPC 10, see `init_overrides`). `--set iterations=1000 --set init=real --set pool_size=0` is the paper's
 schedule.
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ class DC(MatchingMethod):
         def init_overrides(self) -> dict[str, Any]:
             """An iterative init stage (a matching method such as DM) starts from `stage_init`: by
             default random real images, as it did when this schedule was screened and its sets
-            benched (DM's own default starts from k-means at IPC 2 to 10); `stage_init=auto` takes
+            benched (DM's own default starts from k-means from IPC 2 up); `stage_init=auto` takes
             the stage method's own schedule. A coreset stage has no start of its own.
             DM's k-means start does not help dsa at IPC 10: refined from it, seed 1 scored 84.95 +-
             0.19 on validation against 85.43 +- 0.12 from the random real start (dsa protocol, 5
