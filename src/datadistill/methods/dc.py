@@ -26,8 +26,8 @@ iteration (IPC 1) the defaults are the paper's 1,000 iterations from real images
 views. With more, gradient matching refines a DM set (`init=dm`, DM's defaults) for about 500
 outer steps in all (50 iterations at IPC 10, 10 at IPC 50). The DM stage starts from random real
 images (`stage_init`; DM's own default from IPC 2 up, a k-means start, scored lower as a start for
-dsa at IPC 10, see `init_overrides`). `--set iterations=1000 --set init=real --set pool_size=0` is the paper's
-schedule.
+dsa at IPC 10, see `init_overrides`). `--set iterations=1000 --set init=real --set pool_size=0` is
+the paper's schedule.
 """
 from __future__ import annotations
 
