@@ -180,7 +180,7 @@ class DMMultiLayer(DM):
     dm-multilayer --set init=kmeans`, the same rule) gave seed 1 84.93 +- 0.18 against 84.32 +- 0.14,
     seed 2 84.70 +- 0.28 against 83.86 +- 0.20 (+0.72 on the mean; 803 and 787 s end to end). At IPC 50
     it follows `dm`'s screen there unscreened for it; on test, seed 0: 88.17 +- 0.16 (its earlier cell,
-    88.03 from random real images, reads `(init=real)`)."""
+    88.03 from random real images, is kept in `benchmarks/results/superseded/`)."""
 
     name = "dm-multilayer"
     summary = "distribution matching: per-channel means and second moments at several layers"
