@@ -137,7 +137,8 @@ class DC(MatchingMethod):
             the stage method's own schedule. A coreset stage has no start of its own.
             DM's k-means start does not help dsa at IPC 10: refined from it, seed 1 scored 84.95 +-
             0.19 on validation against 85.43 +- 0.12 from the random real start (dsa protocol, 5
-            models; `benchmarks/screens/dsa_ipc10_iterations.py --set stage_init=auto`)."""
+            models; `benchmarks/screens/dsa_ipc10_iterations.py --set stage_init=auto`). Nor a
+            `dm-multilayer` stage from random real images (`init=dm-multilayer`): 85.08 +- 0.26."""
             from .base import METHODS
 
             if self.init in ("real", "noise", "auto") or not issubclass(METHODS.get(self.init), MatchingMethod):
