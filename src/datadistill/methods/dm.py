@@ -180,8 +180,8 @@ class DMMultiLayer(DM):
     dm-multilayer --set init=kmeans`, the same rule) gave seed 1 84.93 +- 0.18 against 84.32 +- 0.14,
     seed 2 84.70 +- 0.28 against 83.86 +- 0.20 (+0.72 on the mean; 803 and 787 s end to end). At IPC 50
     it follows `dm`'s screen there unscreened for it; on test, seeds 0 / 1 / 2: 88.17 +- 0.16 / 88.17 +-
-    0.22 / 88.18 +- 0.21 against `dm`'s 88.15 / 88.15 / 88.18 (on seed 2 88.184, 0.004 above: level,
-    not ahead; its earlier seed-0 cell, 88.03 from random real images, is kept in
+    0.22 / 88.18 +- 0.21 against `dm`'s 88.15 / 88.15 / 88.18 (on seed 2 `dm`'s 88.184 is 0.004
+    above: level, not ahead; its earlier seed-0 cell, 88.03 from random real images, is kept in
     `benchmarks/results/superseded/`)."""
 
     name = "dm-multilayer"
