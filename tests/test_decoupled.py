@@ -399,6 +399,27 @@ def test_sre2l_class_statistics_recovery_lowers_its_loss_and_is_deterministic(re
     assert torch.equal(runs[0], runs[1])
 
 
+def test_sre2l_real_targets_recover_toward_the_teachers_view_of_real_images(real, teacher):
+    runs = []
+    for _ in range(2):
+        seen = []
+        syn = get_method("sre2l", iterations=60, batch_size=8, soft_labels="image", target="real").distill(
+            real, 2, seed=0, teacher=teacher, callbacks=[lambda p: p.loss is not None and seen.append(p.loss)])
+        assert seen[-1] < seen[0]
+        runs.append(syn.images)
+    assert torch.equal(runs[0], runs[1])
+    labels = get_method("sre2l", iterations=60, batch_size=8, soft_labels="image").distill(
+        real, 2, seed=0, teacher=teacher)
+    assert not torch.equal(runs[0], labels.images)
+    # switching after the whole run would be the label run; the switch changes the images
+    later = get_method("sre2l", iterations=60, batch_size=8, soft_labels="image", target="real",
+                       target_after=0.5).distill(real, 2, seed=0, teacher=teacher)
+    assert not torch.equal(later.images, runs[0])
+    for bad, match in (({"target": "soft"}, "target"), ({"target_after": 1.0}, "target_after")):
+        with pytest.raises(ConfigError, match=match):
+            get_method("sre2l", **bad)
+
+
 def test_sre2l_image_prior_values():
     from datadistill.methods.sre2l import image_prior
 
