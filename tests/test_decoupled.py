@@ -420,6 +420,16 @@ def test_sre2l_real_targets_recover_toward_the_teachers_view_of_real_images(real
             get_method("sre2l", **bad)
 
 
+def test_sre2l_can_invert_a_shorter_run_of_the_teachers_recipe(real, teacher):
+    kw = dict(iterations=20, batch_size=8, soft_labels="image", label_epochs=-1)
+    plain = get_method("sre2l", **kw).distill(real, 1, seed=0, teacher=teacher)
+    short = get_method("sre2l", invert_epochs=1, **kw).distill(real, 1, seed=0, teacher=teacher)
+    assert 1 in teacher.labelers  # the inverted network is the one-epoch run, kept on the teacher
+    assert not torch.equal(plain.images, short.images)
+    with pytest.raises(ConfigError, match="invert_epochs"):
+        get_method("sre2l", invert_epochs=0)
+
+
 def test_sre2l_image_prior_values():
     from datadistill.methods.sre2l import image_prior
 
