@@ -430,6 +430,30 @@ def test_sre2l_can_invert_a_shorter_run_of_the_teachers_recipe(real, teacher):
         get_method("sre2l", invert_epochs=0)
 
 
+def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
+    from datadistill.methods.sre2l import same_class_similarity
+
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    expected = (1.0 + 0.5 ** 0.5) / 2  # class 0: identical; class 1: 45 degrees apart
+    assert abs(float(same_class_similarity(f, y)) - expected) < 1e-6
+    assert float(same_class_similarity(f, torch.tensor([0, 1, 2, 3]))) == 0.0  # no class twice
+    kw = dict(iterations=40, batch_size=8, soft_labels="image", label_epochs=-1)
+    feats = {}
+    handle = teacher.model.classifier.register_forward_pre_hook(lambda _m, i: feats.__setitem__(0, i[0]))
+    try:
+        sims = {}
+        for w in (0.0, 5.0):
+            syn = get_method("sre2l", diversity=w, **kw).distill(real, 4, seed=0, teacher=teacher)
+            teacher.logits(syn.images)
+            sims[w] = float(same_class_similarity(feats[0].float(), syn.classes))
+    finally:
+        handle.remove()
+    assert sims[5.0] < sims[0.0]
+    with pytest.raises(ConfigError, match="diversity"):
+        get_method("sre2l", diversity=-1.0)
+
+
 def test_sre2l_image_prior_values():
     from datadistill.methods.sre2l import image_prior
 
