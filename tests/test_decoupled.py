@@ -454,6 +454,18 @@ def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
         get_method("sre2l", diversity=-1.0)
 
 
+def test_sre2l_capped_cross_entropy_leaves_the_images_less_sure(real, teacher):
+    kw = dict(iterations=60, batch_size=8, soft_labels="image", label_epochs=-1)
+    sure = {}
+    for cap in (1.0, 0.25):
+        syn = get_method("sre2l", ce_cap=cap, **kw).distill(real, 2, seed=0, teacher=teacher)
+        p = teacher.logits(syn.images).softmax(1)
+        sure[cap] = float(p[torch.arange(len(p)), syn.classes].mean())
+    assert sure[0.25] < sure[1.0]
+    with pytest.raises(ConfigError, match="ce_cap"):
+        get_method("sre2l", ce_cap=0.0)
+
+
 def test_sre2l_image_prior_values():
     from datadistill.methods.sre2l import image_prior
 
