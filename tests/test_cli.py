@@ -43,6 +43,13 @@ def test_distill_evaluate_show_export(tmp_path, npz, capsys):
                            "--models", "convnet,mlp"], capsys)
     assert code == 0 and "mlp" in stdout
     assert set(json.loads((out / "manifest.json").read_text())["evaluation"]) == {"convnet", "mlp"}
+    code, stdout, _ = run(["evaluate", str(out), "--data-dir", str(npz), "--protocol", "dc", *FAST_EVAL,
+                           "--per-class"], capsys)
+    lines = stdout.strip().splitlines()
+    assert code == 0 and lines[-1].startswith("convnet: ") and lines[-2].startswith("convnet per class: ")
+    per_class = json.loads((out / "manifest.json").read_text())["evaluation"]["convnet"]["per_class"]
+    printed = [float(part.rsplit(" ", 1)[1]) for part in lines[-2].split(": ", 1)[1].split(", ")]
+    assert len(printed) == len(per_class) and printed == sorted(printed)  # every class, weakest first
     code, stdout, _ = run(["show", str(out), "--out", str(tmp_path / "g.png")], capsys)
     assert code == 0 and (tmp_path / "g.png").is_file()
     # show keeps a file it did not make: an existing --out needs --force, and --out must be a .png

@@ -209,6 +209,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split == "val":
         print("validation split:")
     for model, r in results.items():
+        if args.per_class:  # before the summary line, which stays last
+            names = syn.meta.get("class_names") or [str(c) for c in range(len(r["per_class"]))]
+            order = sorted(range(len(r["per_class"])), key=lambda c: r["per_class"][c])
+            print(f"{model} per class: " + ", ".join(f"{names[c]} {r['per_class'][c]:.1f}" for c in order))
         print(f"{model}: {r['mean']:.2f} ± {r['std']:.2f} % over {len(r['per_model'])} models "
               f"({r['train_time_s']:.0f} s training)")
     return 0
@@ -468,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the test results)")
     e.add_argument("--device", default="cpu",
                    help="where the models train and test: cpu (default) or cuda[:N]; the result records it")
+    e.add_argument("--per-class", action="store_true",
+                   help="also print each class's accuracy (mean over the models), weakest first")
     _add_teacher_args(e)
     _add_data_args(e)
     _add_protocol_args(e)
