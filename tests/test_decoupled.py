@@ -438,6 +438,8 @@ def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
     expected = (1.0 + 0.5 ** 0.5) / 2  # class 0: identical; class 1: 45 degrees apart
     assert abs(float(same_class_similarity(f, y)) - expected) < 1e-6
     assert float(same_class_similarity(f, torch.tensor([0, 1, 2, 3]))) == 0.0  # no class twice
+    floor = torch.tensor([0.5, 0.9])  # only the excess counts: class 0 by 0.5, class 1 not at all
+    assert abs(float(same_class_similarity(f, y, floor)) - 0.25) < 1e-6
     kw = dict(iterations=40, batch_size=8, soft_labels="image", label_epochs=-1)
     feats = {}
     handle = teacher.model.classifier.register_forward_pre_hook(lambda _m, i: feats.__setitem__(0, i[0]))
@@ -450,6 +452,7 @@ def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
     finally:
         handle.remove()
     assert sims[5.0] < sims[0.0]
+    get_method("sre2l", diversity=1.0, diversity_floor="real", **kw).distill(real, 2, seed=0, teacher=teacher)
     with pytest.raises(ConfigError, match="diversity"):
         get_method("sre2l", diversity=-1.0)
 
