@@ -415,7 +415,8 @@ def test_sre2l_real_targets_recover_toward_the_teachers_view_of_real_images(real
     later = get_method("sre2l", iterations=60, batch_size=8, soft_labels="image", target="real",
                        target_after=0.5).distill(real, 2, seed=0, teacher=teacher)
     assert not torch.equal(later.images, runs[0])
-    for bad, match in (({"target": "soft"}, "target"), ({"target_after": 1.0}, "target_after")):
+    for bad, match in (({"target": "soft"}, "target"), ({"target_after": 1.0}, "target_after"),
+                       ({"target_after": 0.5}, "set target=real"), ({"diversity_floor": "real"}, "set diversity")):
         with pytest.raises(ConfigError, match=match):
             get_method("sre2l", **bad)
 

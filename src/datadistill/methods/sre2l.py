@@ -194,13 +194,19 @@ def same_class_similarity(features: torch.Tensor, y: torch.Tensor, floor: torch.
     return torch.stack(sims).mean() if sims else features.new_zeros(())
 
 
+def classifier_of(net: Any) -> nn.Linear:
+    """The last layer of a teacher's network, whose input the diversity term measures."""
+    head = getattr(net.model, "classifier", None)
+    if not isinstance(head, nn.Linear):
+        raise ConfigError("sre2l diversity needs a teacher whose last layer is `classifier` (nn.Linear)")
+    return head
+
+
 def real_class_similarity(net: Any, real: RealData, per_class: int, generator: torch.Generator) -> torch.Tensor:
     """(K,) each class's mean same-class feature similarity (`same_class_similarity`) over
     `per_class` random training images of it, through `net`'s classifier input, in eval mode."""
-    if not isinstance(getattr(net.model, "classifier", None), nn.Linear):
-        raise ConfigError("sre2l diversity needs a teacher whose last layer is `classifier` (nn.Linear)")
     feats: list[torch.Tensor] = []
-    handle = net.model.classifier.register_forward_pre_hook(lambda _m, inputs: feats.append(inputs[0].float()))
+    handle = classifier_of(net).register_forward_pre_hook(lambda _m, inputs: feats.append(inputs[0].float()))
     try:
         out = []
         for c, idx in enumerate(real.class_index):
@@ -315,6 +321,10 @@ class SRe2L(Method):
                 raise ConfigError(f"sre2l ce_cap must be in (0, 1], got {self.ce_cap}")
             if not 0 <= self.target_after < 1:
                 raise ConfigError(f"sre2l target_after must be in [0, 1), got {self.target_after}")
+            if self.target_after and self.target != "real":
+                raise ConfigError("sre2l target_after switches to target='real': set target=real too")
+            if self.diversity_floor != "none" and not self.diversity:
+                raise ConfigError("sre2l diversity_floor applies to the diversity term: set diversity > 0 too")
             if not (self.tv_l2 >= 0 and self.l2 >= 0):
                 raise ConfigError(f"sre2l tv_l2 and l2 must be non-negative, got {self.tv_l2} and {self.l2}")
 
@@ -406,10 +416,7 @@ class SRe2L(Method):
         handles = []
         if cfg.diversity:
             for j, net in enumerate(nets):
-                head = getattr(net.model, "classifier", None)
-                if not isinstance(head, nn.Linear):
-                    raise ConfigError("sre2l diversity needs a teacher whose last layer is `classifier` (nn.Linear)")
-                handles.append(head.register_forward_pre_hook(
+                handles.append(classifier_of(net).register_forward_pre_hook(
                     lambda _m, inputs, j=j: feats.__setitem__(j, inputs[0])))
         try:
             self._recover_batches(x_all, labels, k, nets, hooks, per_batch, flip, lo, hi, g, callbacks, targets,
@@ -450,10 +457,11 @@ class SRe2L(Method):
                         out = net.model(xj)
                     bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
                     if targets is None or it < switch:
-                        ce = F.cross_entropy(out.float(), y, reduction="none")
                         if cfg.ce_cap < 1:  # images already this sure of their class leave the term
-                            ce = ce * (ce.detach() > -math.log(cfg.ce_cap))
-                        ce = ce.mean()
+                            ce = F.cross_entropy(out.float(), y, reduction="none")
+                            ce = (ce * (ce.detach() > -math.log(cfg.ce_cap))).mean()
+                        else:
+                            ce = F.cross_entropy(out.float(), y)  # the paper's term, computed as before
                     else:
                         ce = -(targets[j][start:start + per_batch] * out.float().log_softmax(1)).sum(1).mean()
                     loss = loss + ce + cfg.r_bn * bn
