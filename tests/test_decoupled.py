@@ -470,6 +470,23 @@ def test_sre2l_capped_cross_entropy_leaves_the_images_less_sure(real, teacher):
         get_method("sre2l", ce_cap=0.0)
 
 
+def test_sre2l_low_resolution_images_are_upsampled_smooth_images(real, teacher):
+    syn = get_method("sre2l", iterations=20, batch_size=8, soft_labels="image", resolution=0.5).distill(
+        real, 1, seed=0, teacher=teacher)
+    x = syn.images.float()
+    h, w = x.shape[-2:]
+    low = torch.nn.functional.interpolate(x, size=(round(h / 2), round(w / 2)), mode="area")
+    again = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+    plain = get_method("sre2l", iterations=20, batch_size=8, soft_labels="image").distill(
+        real, 1, seed=0, teacher=teacher).images.float()
+    plain_again = torch.nn.functional.interpolate(torch.nn.functional.interpolate(
+        plain, size=(round(h / 2), round(w / 2)), mode="area"), size=(h, w), mode="bilinear", align_corners=False)
+    # down and up again changes a low-resolution image much less than a full-resolution one
+    assert (again - x).abs().mean() < 0.5 * (plain_again - plain).abs().mean()
+    with pytest.raises(ConfigError, match="resolution"):
+        get_method("sre2l", resolution=0.0)
+
+
 def test_sre2l_image_prior_values():
     from datadistill.methods.sre2l import image_prior
 

@@ -108,6 +108,12 @@ every image, real ones at 0.80-0.89 on average. Screened next under the same rul
 (`benchmarks/screens/sre2l_field.sh 10 ce_cap 0.99 0.9`). Seed 0: p = 0.99 **86.39 ± 0.22** (shirts
 38.9%), p = 0.9 **87.18 ± 0.17** (44.8%): both lose. Unjittered, the images still end 0.98-1.00 sure:
 matching the BatchNorm statistics alone keeps them there.
+
+`resolution=r` < 1 optimises each image at r of its size (area-downsampled start) and shows the
+networks its bilinear upsampling, so the images cannot carry detail finer than 1/r pixels: the default
+set's images carry fine stripes (`datadistill show`), evidence a teacher may read where real garments
+have none. Screened next under the same rule, r = 0.5 (14 x 14; `benchmarks/screens/sre2l_field.sh 10
+resolution 0.5`).
 """
 from __future__ import annotations
 
@@ -278,6 +284,7 @@ class SRe2L(Method):
         diversity: float = 0.0  # weight of the mean cosine similarity between same-class features in a batch
         diversity_floor: Literal["none", "real"] = "none"  # 'real': only the excess over real images' similarity
         ce_cap: float = 1.0  # an image whose class probability reaches this leaves the cross-entropy (1: never)
+        resolution: float = 1.0  # < 1: images are optimised at this share of their size, upsampled bilinearly
         # The auto labeler at IPC 1: 4 epochs of the teacher's recipe (rded keeps 6). Validation split
         # (Fashion-MNIST, sre2l IPC 1, the same images relabelled; soft protocol, 2 models):
         # | labeler (test acc.) | seed 0 | seed 1 | seed 2 | mean |
@@ -321,6 +328,8 @@ class SRe2L(Method):
                 raise ConfigError(f"sre2l ce_cap must be in (0, 1], got {self.ce_cap}")
             if not 0 <= self.target_after < 1:
                 raise ConfigError(f"sre2l target_after must be in [0, 1), got {self.target_after}")
+            if not 0 < self.resolution <= 1:
+                raise ConfigError(f"sre2l resolution must be in (0, 1], got {self.resolution}")
             if self.target_after and self.target != "real":
                 raise ConfigError("sre2l target_after switches to target='real': set target=real too")
             if self.diversity_floor != "none" and not self.diversity:
@@ -433,21 +442,28 @@ class SRe2L(Method):
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
         batches = list(range(0, len(labels), per_batch))
+        size = tuple(x_all.shape[-2:])
+        low = None if cfg.resolution == 1 else tuple(max(1, round(n * cfg.resolution)) for n in size)
+
+        def full(t: torch.Tensor) -> torch.Tensor:  # the image the networks see, from the optimised one
+            return t if low is None else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
         for b, start in enumerate(batches):
             y = labels[start:start + per_batch]
             for stats in hooks:
                 stats.onehot = F.one_hot(y, k).float()
-            x = x_all[start:start + per_batch].clone().requires_grad_(True)
+            x0 = x_all[start:start + per_batch]
+            x = (x0 if low is None else F.interpolate(x0, size=low, mode="area")).clone().requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
             for it in range(cfg.iterations):
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * it / cfg.iterations))
                 if crops is not None:
                     v = sample_views(len(x), crops, g, flip)
-                    xj = crop_views(x, v["view_boxes"], v["view_flips"])
+                    xj = crop_views(full(x), v["view_boxes"], v["view_flips"])
                 else:
                     dy, dx = (int(v) for v in torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=g))
-                    xj = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+                    xj = torch.roll(full(x), shifts=(dy, dx), dims=(2, 3))
                     if flip and bool(torch.rand(1, generator=g) < 0.5):
                         xj = xj.flip(3)
                 loss = torch.zeros(())
@@ -479,4 +495,4 @@ class SRe2L(Method):
                 if (it + 1) % 50 == 0 or it + 1 == cfg.iterations:
                     self.report(callbacks, Progress(b * cfg.iterations + it + 1, len(batches) * cfg.iterations,
                                                     loss=float(loss.detach()), message="recover"))
-            x_all[start:start + per_batch] = x.detach()
+            x_all[start:start + per_batch] = full(x.detach())
