@@ -113,7 +113,8 @@ matching the BatchNorm statistics alone keeps them there.
 networks its bilinear upsampling, so the images cannot carry detail finer than 1/r pixels: the default
 set's images carry fine stripes (`datadistill show`), evidence a teacher may read where real garments
 have none. Screened next under the same rule, r = 0.5 (14 x 14; `benchmarks/screens/sre2l_field.sh 10
-resolution 0.5`).
+resolution 0.5`). Seed 0: **85.74 ± 0.06** (shirts 45.8%): it loses 1.82; the images carry coarser
+stripes instead.
 """
 from __future__ import annotations
 
