@@ -117,15 +117,15 @@ class DC(MatchingMethod):
             gave 70.0 +- 0.4 on test in 2,274 s (AMD EPYC) against the pool's 70.4 +- 0.2 in 286 s
             (bench cells, dsa protocol, 5 models). A larger real batch does not help either:
             `batch_real=512` scored 70.7 +- 0.8 on validation (dsa protocol, 5 models) against
-            71.2 +- 0.3 for 256, in 790 s against 468 s (AMD EPYC), nor a smaller one: 128 70.1 +- 0.6,
-            64 70.4 +- 0.5 (`benchmarks/screens/dsa_ipc1_field.sh batch_real 128 64`). Nor does a DM start at IPC 1
-            (as at IPC 10 and 50; `benchmarks/screens/dsa_ipc1_from_dm.py`, validation, dsa protocol,
-            5 models): the DM set scores 72.6 +- 0.3 and matching from it lowers it, 72.5 / 72.4 /
-            71.4 after 100 / 250 / 500 iterations. Nor a cosine decay of the image lr over the 1,000
-            iterations: 71.1 +- 0.4 from lr 0.1, 70.6 +- 0.1 from lr 0.3 (against 71.2 +- 0.3). Nor
-            the k-means start (`init=kmeans`, the real image nearest each class's mean in a trained
-            ConvNet's features): 70.5 +- 0.4 (`benchmarks/screens/dsa_ipc1_field.sh init kmeans`,
-            seed 0)."""
+            71.2 +- 0.3 for 256, in 790 s against 468 s (AMD EPYC), nor a smaller one: 128 70.1 +-
+            0.6, 64 70.4 +- 0.5 (`benchmarks/screens/dsa_ipc1_field.sh batch_real 128 64`). Nor does
+            a DM start at IPC 1 (as at IPC 10 and 50; `benchmarks/screens/dsa_ipc1_from_dm.py`,
+            validation, dsa protocol, 5 models): the DM set scores 72.6 +- 0.3 and matching from
+            it lowers it, 72.5 / 72.4 / 71.4 after 100 / 250 / 500 iterations. Nor a cosine decay of
+            the image lr over the 1,000 iterations: 71.1 +- 0.4 from lr 0.1, 70.6 +- 0.1 from lr 0.3
+            (against 71.2 +- 0.3). Nor the k-means start (`init=kmeans`, the real image nearest each
+            class's mean in a trained ConvNet's features): 70.5 +- 0.4
+            (`benchmarks/screens/dsa_ipc1_field.sh init kmeans`, seed 0)."""
             outer = self.outer_loop or reference_loops(ipc)[0]
             if outer == 1:
                 return {"iterations": 1000, "init": "real", "pool_size": 64}

@@ -186,18 +186,24 @@ def image_prior(x: torch.Tensor, tv_l2: float, l2: float) -> torch.Tensor:
     return tv_l2 * tv + l2 * torch.linalg.vector_norm(x.flatten(1), dim=1).mean()
 
 
-def same_class_similarity(features: torch.Tensor, y: torch.Tensor, floor: torch.Tensor | None = None) -> torch.Tensor:
+def class_groups(y: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """(class, positions in `y`) for every class that `y` holds at least twice."""
+    return [(int(c), (y == c).nonzero().flatten()) for c in y.unique() if int((y == c).sum()) > 1]
+
+
+def same_class_similarity(features: torch.Tensor, y: torch.Tensor, floor: torch.Tensor | None = None,
+                          groups: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
     """The mean, over the classes with two or more images in the batch, of the mean cosine
     similarity between the features (N, D) of two different images of that class (0 when none);
-    with `floor` (K,), of each class's excess over its floor (`relu(similarity - floor[c])`)."""
+    with `floor` (K,), of each class's excess over its floor (`relu(similarity - floor[c])`).
+    `groups`: `class_groups(y)`, when the caller has it already."""
     f = F.normalize(features.flatten(1), dim=1)
     sims = []
-    for c in y.unique():
-        fc = f[y == c]
+    for c, idx in class_groups(y) if groups is None else groups:
+        fc = f[idx]
         n = len(fc)
-        if n > 1:
-            sim = ((fc @ fc.T).sum() - fc.pow(2).sum()) / (n * (n - 1))
-            sims.append(sim if floor is None else F.relu(sim - floor[c]))
+        sim = ((fc @ fc.T).sum() - fc.pow(2).sum()) / (n * (n - 1))
+        sims.append(sim if floor is None else F.relu(sim - floor[c]))
     return torch.stack(sims).mean() if sims else features.new_zeros(())
 
 
@@ -209,7 +215,8 @@ def classifier_of(net: Any) -> nn.Linear:
     return head
 
 
-def real_class_similarity(net: Any, real: RealData, per_class: int, generator: torch.Generator) -> torch.Tensor:
+def real_class_similarity(net: Any, real: RealData, per_class: int,
+                          generator: torch.Generator) -> torch.Tensor:
     """(K,) each class's mean same-class feature similarity (`same_class_similarity`) over
     `per_class` random training images of it, through `net`'s classifier input, in eval mode."""
     feats: list[torch.Tensor] = []
@@ -322,7 +329,8 @@ class SRe2L(Method):
             if self.target not in ("label", "real"):
                 raise ConfigError(f"sre2l target must be 'label' or 'real', got {self.target!r}")
             if self.invert_epochs != -1 and self.invert_epochs < 1:
-                raise ConfigError(f"sre2l invert_epochs must be -1 (the teacher) or positive, got {self.invert_epochs}")
+                raise ConfigError(
+                    f"sre2l invert_epochs must be -1 (the teacher) or positive, got {self.invert_epochs}")
             if not (self.diversity >= 0 and math.isfinite(self.diversity)):
                 raise ConfigError(f"sre2l diversity must be non-negative and finite, got {self.diversity}")
             if not 0 < self.ce_cap <= 1:
@@ -376,7 +384,7 @@ class SRe2L(Method):
 
             nets += companions(teacher, real, cfg.teachers - 1, progress=lambda e, t: self.report(
                 callbacks, Progress(e, t, message="training a companion teacher")))
-        floors = None  # per net, (K,) real images' same-class feature similarity: the diversity term's floor
+        floors = None  # per net, (K,) real images' same-class feature similarity: the diversity floor
         if cfg.diversity and cfg.diversity_floor == "real":
             floors = [real_class_similarity(net, real, 200, g) for net in nets]
         soft_targets = None  # soft cross-entropy targets: per net, the teacher's probabilities on a real image
@@ -420,8 +428,6 @@ class SRe2L(Method):
         with `floors`, its excess over real images' similarity."""
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
-        crops = ViewRecipe(scale=(cfg.crop_scale_min, 1.0), cutmix=0.0) if cfg.crop_scale_min < 1 else None
-        switch = round(cfg.target_after * cfg.iterations)  # from this iteration on, the soft targets
         feats: dict[int, torch.Tensor] = {}  # per net, the classifier's input of the last forward
         handles = []
         if cfg.diversity:
@@ -430,7 +436,7 @@ class SRe2L(Method):
                     lambda _m, inputs, j=j: feats.__setitem__(j, inputs[0])))
         try:
             self._recover_batches(x_all, labels, k, nets, hooks, per_batch, flip, lo, hi, g, callbacks, targets,
-                                  switch, crops, feats, floors)
+                                  feats, floors)
         finally:
             for h in handles:
                 h.remove()
@@ -438,11 +444,13 @@ class SRe2L(Method):
     def _recover_batches(self, x_all: torch.Tensor, labels: torch.Tensor, k: int, nets: list[Any],
                          hooks: list[_BNStats], per_batch: int, flip: bool, lo: torch.Tensor, hi: torch.Tensor,
                          g: torch.Generator, callbacks: tuple[Callback, ...], targets: list[torch.Tensor] | None,
-                         switch: int, crops: ViewRecipe | None, feats: dict[int, torch.Tensor],
-                         floors: list[torch.Tensor] | None) -> None:
+                         feats: dict[int, torch.Tensor], floors: list[torch.Tensor] | None) -> None:
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
         batches = list(range(0, len(labels), per_batch))
+        crops = ViewRecipe(scale=(cfg.crop_scale_min, 1.0), cutmix=0.0) if cfg.crop_scale_min < 1 else None
+        switch = round(cfg.target_after * cfg.iterations)  # from this iteration on, the soft targets
+        min_ce = -math.log(cfg.ce_cap)  # ce_cap: an image's cross-entropy at that class probability
         size = tuple(x_all.shape[-2:])
         low = None if cfg.resolution == 1 else tuple(max(1, round(n * cfg.resolution)) for n in size)
 
@@ -453,6 +461,8 @@ class SRe2L(Method):
             y = labels[start:start + per_batch]
             for stats in hooks:
                 stats.onehot = F.one_hot(y, k).float()
+            groups = class_groups(y) if cfg.diversity else None  # the batch's classes, fixed for its iterations
+            soft = None if targets is None else [t[start:start + per_batch] for t in targets]
             x0 = x_all[start:start + per_batch]
             x = (x0 if low is None else F.interpolate(x0, size=low, mode="area")).clone().requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
@@ -473,18 +483,18 @@ class SRe2L(Method):
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=net.recipe.precision == "bf16"):
                         out = net.model(xj)
                     bn = stats.losses[0] * cfg.first_bn_multiplier + sum(stats.losses[1:])
-                    if targets is None or it < switch:
+                    if soft is None or it < switch:
                         if cfg.ce_cap < 1:  # images already this sure of their class leave the term
                             ce = F.cross_entropy(out.float(), y, reduction="none")
-                            ce = (ce * (ce.detach() > -math.log(cfg.ce_cap))).mean()
+                            ce = (ce * (ce.detach() > min_ce)).mean()
                         else:
                             ce = F.cross_entropy(out.float(), y)  # the paper's term, computed as before
                     else:
-                        ce = -(targets[j][start:start + per_batch] * out.float().log_softmax(1)).sum(1).mean()
+                        ce = -(soft[j] * out.float().log_softmax(1)).sum(1).mean()
                     loss = loss + ce + cfg.r_bn * bn
                     if cfg.diversity:
                         loss = loss + cfg.diversity * same_class_similarity(
-                            feats[j].float(), y, None if floors is None else floors[j])
+                            feats[j].float(), y, None if floors is None else floors[j], groups)
                 loss = loss / len(nets)  # exact for one network: the paper's loss as before
                 if cfg.tv_l2 or cfg.l2:
                     loss = loss + image_prior(xj, cfg.tv_l2, cfg.l2)
