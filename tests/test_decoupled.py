@@ -431,6 +431,53 @@ def test_sre2l_can_invert_a_shorter_run_of_the_teachers_recipe(real, teacher):
         get_method("sre2l", invert_epochs=0)
 
 
+def test_l2_attack_stays_in_its_ball_and_raises_the_loss_without_moving_batch_norm(real, teacher):
+    import torch.nn.functional as F
+
+    from datadistill.teachers import l2_attack
+
+    model = teacher.model
+    model.train()
+    try:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        x, y = real.train.x[:32].float(), real.train.y[:32]
+        attack = l2_attack(model, 1.0, 3, real.mean, real.std, precision="fp32")
+        adv = attack(x, y)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # running statistics kept
+        std = torch.tensor(real.std).view(1, -1, 1, 1)
+        mean = torch.tensor(real.mean).view(1, -1, 1, 1)
+        pixels, orig = adv * std + mean, x * std + mean  # (the tiny data's pixels reach past [0, 1])
+        assert bool((pixels >= orig.clamp(max=0) - 1e-5).all() and (pixels <= orig.clamp(min=1) + 1e-5).all())
+        moved = torch.linalg.vector_norm(((adv - x) * std).flatten(1), dim=1)
+        assert float(moved.max()) <= 1.0 + 1e-4 and float(moved.mean()) > 0.5
+        with torch.no_grad():
+            assert float(F.cross_entropy(model(adv), y)) > float(F.cross_entropy(model(x), y)) + 0.05
+    finally:
+        model.eval()
+
+
+def test_adversarial_teacher_recipe_keys_and_sre2l_inverts_it(real, teacher, teacher_dir):
+    from datadistill.teachers import variant
+
+    # recipes without adversarial training keep the keys their caches were written under
+    assert teacher_key(real, TINY_TEACHER) == teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial_steps=5))
+    assert teacher_key(real, TINY_TEACHER) != teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5))
+    with pytest.raises(ConfigError, match="adversarial"):
+        TeacherRecipe(adversarial=-1.0)
+    assert variant(teacher, real) is teacher
+    kw = dict(iterations=20, batch_size=8, soft_labels="image", label_epochs=-1)
+    plain = get_method("sre2l", **kw).distill(real, 1, seed=0, teacher=teacher)
+    robust = [get_method("sre2l", invert_adversarial=0.5, invert_epochs=2, **kw).distill(real, 1, seed=0, teacher=teacher)
+              for _ in range(2)]
+    assert torch.equal(robust[0].images, robust[1].images)  # the robust network is trained once, then loaded
+    assert not torch.equal(plain.images, robust[0].images)
+    key = teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5, epochs=2))
+    assert (teacher_dir / f"teacher-{real.name}-{key}" / "teacher.json").is_file()
+    assert robust[0].meta["teacher"] == plain.meta["teacher"]  # the labels still come from the teacher
+    with pytest.raises(ConfigError, match="invert_adversarial"):
+        get_method("sre2l", invert_adversarial=-0.1)
+
+
 def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
     from datadistill.methods.sre2l import same_class_similarity
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,19 @@ class TeacherRecipe:
     seed: int = 0
     precision: str = "bf16"
     compile: bool = True
+    # > 0: adversarial training (Madry et al., ICLR 2018) against an l2 attack of this radius, in
+    # pixel units (images in [0, 1]): every batch is replaced by its `adversarial_steps`-step PGD
+    # perturbation. A robust network's input gradients look like the data (Santurkar et al.,
+    # NeurIPS 2019), so inverting one may give more natural images (`sre2l invert_adversarial`).
+    adversarial: float = 0.0
+    adversarial_steps: int = 2
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("teacher epochs and batch_size must be positive")
+        if not (self.adversarial >= 0 and math.isfinite(self.adversarial)) or self.adversarial_steps < 1:
+            raise ConfigError(f"teacher adversarial must be non-negative and finite and adversarial_steps "
+                              f"positive, got {self.adversarial} and {self.adversarial_steps}")
         check_seed(self.seed, "teacher seed")
         if self.lr <= 0:
             raise ConfigError(f"teacher lr must be positive, got {self.lr}")
@@ -141,6 +151,8 @@ class Teacher:
 
 def teacher_key(real: RealData, recipe: TeacherRecipe) -> str:
     desc = {k: v for k, v in recipe.as_dict().items() if k != "compile"}  # compile: speed only
+    if not recipe.adversarial:  # the recipes cached before adversarial training existed keep their keys
+        del desc["adversarial"], desc["adversarial_steps"]
     blob = json.dumps({"dataset": real.name, "n_train": len(real.train), "n_val": len(real.val),
                        "split": real.info.get("split_seed"), "recipe": desc}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -182,11 +194,13 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
     eps = recipe.label_smoothing
     target = F.one_hot(y, k).float() * (1 - eps) + eps / k if eps > 0 else y
     g = torch.Generator().manual_seed(recipe.seed)
+    perturb = (l2_attack(model, recipe.adversarial, recipe.adversarial_steps, real.mean, real.std, recipe.precision)
+               if recipe.adversarial else None)
     on_epoch = (lambda e, _loss: progress(e + 1, recipe.epochs)) if progress is not None else None
     t0 = time.perf_counter()
     fitted = fit(model, x, target, epochs=recipe.epochs, generator=g, on_epoch=on_epoch,
                  checkpoint=FitCheckpoint(Path(checkpoint)) if checkpoint is not None else None,
-                 **teacher_fit_options(real, recipe))
+                 perturb=perturb, **teacher_fit_options(real, recipe))
     train_s = time.perf_counter() - t0 + fitted.earlier_s
     info: dict[str, Any] = {"dataset": real.name, "key": teacher_key(real, recipe), "train_time_s": round(train_s, 1),
                             "n_train": len(x), "machine": machine()}  # the time depends on the CPU
@@ -196,6 +210,60 @@ def train_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *,
             acc, _ = accuracy(model, data.x, data.y, k, precision=recipe.precision)
             info[f"{split}_accuracy"] = round(100 * acc, 3)
     return Teacher(model, recipe, info)
+
+
+def l2_attack(model: nn.Module, radius: float, steps: int, mean: Any, std: Any,
+              precision: str = "bf16") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`(x, y) -> x'`: projected gradient ascent on `model`'s cross-entropy within an l2 ball of
+    `radius` around each image, measured in pixel units (x is normalised by `mean` / `std` per
+    channel; x' stays a valid image: no pixel leaves [0, 1], or, already outside, goes further). `steps` steps of 2.5 * radius / steps along
+    the normalised gradient from x itself (Madry et al.'s l2 attack). BatchNorm layers normalise with
+    the batch's statistics (the model trains) but their running statistics are left as they were."""
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    lo, hi = -m / s, (1 - m) / s
+    alpha = 2.5 * radius / steps
+    norms = [b for b in model.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+
+    def per_image_norm(t: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(t.flatten(1), dim=1).view(-1, *[1] * (t.ndim - 1))
+
+    def attack(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        saved = [(b.momentum, b.num_batches_tracked.clone() if b.num_batches_tracked is not None else None)
+                 for b in norms]
+        for b in norms:
+            b.momentum = 0.0  # running = (1 - 0) * running: unchanged
+        sd = s.to(x.device)
+        lod, hid = torch.minimum(lo.to(x.device), x), torch.maximum(hi.to(x.device), x)  # a pixel outside stays
+        delta = torch.zeros_like(x)  # in pixel units
+        try:
+            for _ in range(steps):
+                delta.requires_grad_(True)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    out = model(x + delta / sd)
+                grad, = torch.autograd.grad(F.cross_entropy(out.float(), y), delta)
+                with torch.no_grad():
+                    delta = delta + alpha * grad / per_image_norm(grad).clamp_min(1e-12)
+                    delta = delta * (radius / per_image_norm(delta).clamp_min(1e-12)).clamp(max=1.0)
+                    delta = (torch.maximum(torch.minimum(x + delta / sd, hid), lod) - x) * sd
+        finally:
+            for b, (mom, tracked) in zip(norms, saved):
+                b.momentum = mom
+                if tracked is not None:
+                    b.num_batches_tracked.copy_(tracked)
+        return (x + delta / sd).detach()
+
+    return attack
+
+
+def variant(teacher: Teacher, real: RealData, progress: Callable[[int, int], None] | None = None,
+            **changes: Any) -> Teacher:
+    """The teacher of `teacher`'s recipe with `changes` (e.g. `adversarial=1.0`), loaded from (or
+    trained into) the directory `teacher` was cached in; `teacher` itself when nothing changes."""
+    recipe = dataclasses.replace(teacher.recipe, **changes)
+    if recipe == teacher.recipe:
+        return teacher
+    return get_teacher(real, recipe, cache_dir=_cache_dir(teacher), progress=progress)
 
 
 def get_teacher(real: RealData, recipe: TeacherRecipe = TeacherRecipe(), *, cache_dir: str | Path | None = None,

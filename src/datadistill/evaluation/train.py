@@ -210,6 +210,7 @@ def fit(
     memory_format: str = "contiguous",
     fused_optimizer: bool = True,
     checkpoint: FitCheckpoint | None = None,
+    perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train `model` in place on (x, y): shuffled mini-batches (last one partial, as a DataLoader
     without drop_last). `y` is (N,) int64 or (N, K) soft targets. `dsa` augments each batch with
@@ -232,7 +233,10 @@ def fit(
     `fused_optimizer`: the optimiser's fused kernel (one pass per parameter tensor) in place of its
     per-tensor loop of elementwise ops; the same update, only the rounding differs (last bits).
 
-    `checkpoint` (`FitCheckpoint`): keep the run's state there between epochs and resume from it."""
+    `checkpoint` (`FitCheckpoint`): keep the run's state there between epochs and resume from it.
+
+    `perturb(inputs, targets)`, when given, replaces each (augmented) batch's inputs before the step:
+    adversarial training (`teachers.l2_attack`)."""
     model.train()
     fmt = check_memory_format(memory_format)
     if fmt == "channels_last":
@@ -262,7 +266,8 @@ def fit(
         run = _run_fingerprint(model, x, y, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                batch_size=batch_size, decay_at=decay_at, dsa=dsa, precision=precision,
                                temperature=temperature, optimizer=optimizer, schedule=schedule, nesterov=nesterov,
-                               weighted=sample_weights is not None, fused=fused)
+                               weighted=sample_weights is not None, fused=fused,
+                               **({"perturbed": True} if perturb is not None else {}))
         if Path(checkpoint.path).is_file():
             first_epoch, steps, loss_val, earlier_s = _resume(checkpoint, run, model, opt, generator)
     t0 = last_write = time.perf_counter()
@@ -288,6 +293,8 @@ def fit(
                     xb = augment(xb, dsa, generator)
                 if targets is not None:
                     yb = targets(xb).to(device)
+                if perturb is not None:
+                    xb = perturb(xb, yb)
                 if sample_weights is not None:
                     loss = _weighted_step(model, params, buffers, xb, yb, sample_weights[idx].to(device), precision,
                                           temperature)
