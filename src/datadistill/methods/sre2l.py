@@ -130,7 +130,7 @@ sre2l_field.sh 10 invert_adversarial 1.0`): past seed 0 only on a gain of 0.5 ov
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -272,6 +272,27 @@ def class_bn_statistics(model: nn.Module, layers: list[nn.BatchNorm2d], real: Re
         for h in handles:
             h.remove()
     return [(torch.stack(o)[:, 0], torch.stack(o)[:, 1]) for o in out]
+
+
+@dataclass
+class _Recovery:
+    """What one recovery run passes down to its batches: the classes, the inverted networks and
+    their BatchNorm hooks, images per batch, whether jitter flips, the pixel bounds (normalised), the
+    generator, the callbacks, the soft targets (`target='real'`), the diversity floors and the
+    classifier inputs the diversity hooks record (per net)."""
+
+    k: int
+    nets: list[Any]
+    hooks: list[_BNStats]
+    per_batch: int
+    flip: bool
+    lo: torch.Tensor
+    hi: torch.Tensor
+    g: torch.Generator
+    callbacks: tuple[Callback, ...]
+    targets: list[torch.Tensor] | None = None
+    floors: list[torch.Tensor] | None = None
+    feats: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @register
@@ -430,8 +451,8 @@ class SRe2L(Method):
                     targets = class_bn_statistics(net.model, stats.layers, real, cfg.class_stat_images, g)
                     hooks[-1] = stats = _BNStats(net.model)
                     stats.set_class_targets(targets)
-            self._recover(x_all, labels, k, nets, hooks, per_batch, flip, lo, hi, g, callbacks, soft_targets,
-                          floors)
+            self._recover(x_all, labels, _Recovery(k, nets, hooks, per_batch, flip, lo, hi, g, callbacks, soft_targets,
+                                                   floors))
         finally:
             for stats in hooks:
                 stats.remove()
@@ -440,38 +461,34 @@ class SRe2L(Method):
                             meta={"iterations": cfg.iterations})
         return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, real=real, callbacks=callbacks)
 
-    def _recover(self, x_all: torch.Tensor, labels: torch.Tensor, k: int, nets: list[Any], hooks: list[_BNStats],
-                 per_batch: int, flip: bool, lo: torch.Tensor, hi: torch.Tensor, g: torch.Generator,
-                 callbacks: tuple[Callback, ...], targets: list[torch.Tensor] | None = None,
-                 floors: list[torch.Tensor] | None = None) -> None:
+    def _recover(self, x_all: torch.Tensor, labels: torch.Tensor, run: _Recovery) -> None:
         """Optimise `x_all` in place, batch by batch: the loss is the mean over `nets` of each one's
         cross-entropy plus its BatchNorm statistics term (one network: the paper's loss). With
-        `targets` (per net, (N, K) probabilities in `x_all`'s order) the cross-entropy is taken
+        `run.targets` (per net, (N, K) probabilities in `x_all`'s order) the cross-entropy is taken
         against those soft targets instead of the labels, from `target_after` of the iterations on.
         With `diversity`, each network's term adds that weight times the mean cosine similarity
         between the classifier inputs of two images of one class (`same_class_similarity`), or,
-        with `floors`, its excess over real images' similarity."""
+        with `run.floors`, its excess over real images' similarity."""
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
-        feats: dict[int, torch.Tensor] = {}  # per net, the classifier's input of the last forward
+        feats = run.feats
         handles = []
         if cfg.diversity:
-            for j, net in enumerate(nets):
+            for j, net in enumerate(run.nets):
                 handles.append(classifier_of(net).register_forward_pre_hook(
                     lambda _m, inputs, j=j: feats.__setitem__(j, inputs[0])))
         try:
-            self._recover_batches(x_all, labels, k, nets, hooks, per_batch, flip, lo, hi, g, callbacks, targets,
-                                  feats, floors)
+            self._recover_batches(x_all, labels, run)
         finally:
             for h in handles:
                 h.remove()
 
-    def _recover_batches(self, x_all: torch.Tensor, labels: torch.Tensor, k: int, nets: list[Any],
-                         hooks: list[_BNStats], per_batch: int, flip: bool, lo: torch.Tensor, hi: torch.Tensor,
-                         g: torch.Generator, callbacks: tuple[Callback, ...], targets: list[torch.Tensor] | None,
-                         feats: dict[int, torch.Tensor], floors: list[torch.Tensor] | None) -> None:
+    def _recover_batches(self, x_all: torch.Tensor, labels: torch.Tensor, run: _Recovery) -> None:
         cfg = self.config
         assert isinstance(cfg, SRe2L.Config)
+        k, nets, hooks, per_batch, flip, lo, hi, g = (run.k, run.nets, run.hooks, run.per_batch, run.flip, run.lo,
+                                                      run.hi, run.g)
+        callbacks, targets, feats, floors = run.callbacks, run.targets, run.feats, run.floors
         batches = list(range(0, len(labels), per_batch))
         crops = ViewRecipe(scale=(cfg.crop_scale_min, 1.0), cutmix=0.0) if cfg.crop_scale_min < 1 else None
         switch = round(cfg.target_after * cfg.iterations)  # from this iteration on, the soft targets
