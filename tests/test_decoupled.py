@@ -478,6 +478,27 @@ def test_adversarial_teacher_recipe_keys_and_sre2l_inverts_it(real, teacher, tea
         get_method("sre2l", invert_adversarial=-0.1)
 
 
+def test_sre2l_directed_weight_adjustment_moves_the_weights_per_batch_and_restores_them(real, teacher):
+    from datadistill.methods.sre2l import _perturbed
+
+    before = [p.detach().clone() for p in teacher.model.parameters()]
+    x, y = real.train.x[:6].float(), real.train.y[:6]
+    with _perturbed([teacher], x, y, 0.05, 3):
+        moved = torch.cat([(p - b).flatten() for p, b in zip(teacher.model.parameters(), before)])
+        # three steps of 0.05 / 3 along normalised gradients: at most 0.05 away, and nearly that (one direction)
+        assert 0.04 < float(torch.linalg.vector_norm(moved)) <= 0.05 + 1e-6
+    assert all(torch.equal(p, b) and not p.requires_grad for p, b in zip(teacher.model.parameters(), before))
+    kw = dict(iterations=20, batch_size=4, soft_labels="image", label_epochs=-1)
+    plain = get_method("sre2l", **kw).distill(real, 2, seed=0, teacher=teacher)
+    runs = [get_method("sre2l", perturb_rho=0.05, perturb_steps=3, **kw).distill(real, 2, seed=0, teacher=teacher)
+            for _ in range(2)]
+    assert torch.equal(runs[0].images, runs[1].images) and not torch.equal(plain.images, runs[0].images)
+    assert all(torch.equal(p, b) for p, b in zip(teacher.model.parameters(), before))
+    for bad in ({"perturb_rho": -1.0}, {"perturb_steps": 0}):
+        with pytest.raises(ConfigError, match="perturb"):
+            get_method("sre2l", **bad)
+
+
 def test_sre2l_same_class_similarity_and_the_diversity_term(real, teacher):
     from datadistill.methods.sre2l import same_class_similarity
 
