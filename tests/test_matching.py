@@ -111,6 +111,33 @@ def test_dc_pooled_view_holds_the_gradients_of_its_network(real):
     assert len(view.grads[0]) == len(m.matched(net)) == 4  # three convs and the classifier; no biases or norms
 
 
+def test_dc_pretrain_steps_match_at_networks_briefly_trained_on_real_data(real):
+    import torch.nn.functional as F
+
+    from datadistill.augment import DSAConfig
+    from datadistill.methods._matching import MatchingState
+
+    def state_of(m):
+        g = torch.Generator().manual_seed(0)
+        images, labels = m.initial_images(real, 2, 0, g)
+        state = MatchingState(real=real, ipc=2, config=m.config, images=images.requires_grad_(True), labels=labels,
+                              optimizer=torch.optim.SGD([images], lr=0.1), generator=g, seed=0, dsa=DSAConfig())
+        m.setup(state)
+        return state
+
+    plain, trained = tiny("dsa", precision="fp32"), tiny("dsa", precision="fp32", pretrain_steps=20, lr_net=0.05)
+    nets = [m.fresh_network(state_of(m), torch.Generator().manual_seed(3)) for m in (plain, trained)]
+    with torch.no_grad():
+        losses = [float(F.cross_entropy(n(real.train.x.float()), real.train.y)) for n in nets]
+    assert losses[1] < 0.8 * losses[0]  # trained on real data: it fits it better than at initialisation
+    again = trained.fresh_network(state_of(trained), torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), nets[1].state_dict().values()))
+    runs = [tiny("dsa", iterations=2, pretrain_steps=k).distill(real, 2, seed=0).images for k in (0, 2)]
+    assert not torch.equal(runs[0], runs[1])
+    with pytest.raises(ConfigError, match="pretrain_steps"):
+        get_method("dsa", pretrain_steps=-1)
+
+
 def test_resume_refuses_a_different_run(real, tmp_path):
     with pytest.raises(Stop):
         tiny("dm", iterations=6, checkpoint_every=2).distill(real, 2, seed=0, run_dir=tmp_path, callbacks=[stop_at(3)])

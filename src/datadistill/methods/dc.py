@@ -103,6 +103,7 @@ class DC(MatchingMethod):
         batch_train: int = 256  # batch of the inner training on the synthetic set
         pool_size: int = -1  # cached views for the first outer step (module docstring); -1 (auto): the schedule's; the paper: 0
         stage_init: str = "real"  # where an iterative init stage (init=dm) starts: real | noise | auto (its own schedule) | a coreset
+        pretrain_steps: int = 0  # > 0: each freshly drawn network first trains this many SGD steps on real data
         checkpoint_every: int = 10
 
         def schedule(self, ipc: int) -> dict[str, Any]:
@@ -155,6 +156,8 @@ class DC(MatchingMethod):
                 raise ConfigError(f"lr_net must be positive, got {self.lr_net}")
             if self.batch_train < 1:
                 raise ConfigError(f"batch_train must be at least 1, got {self.batch_train}")
+            if self.pretrain_steps < 0:
+                raise ConfigError(f"pretrain_steps must be 0 or more, got {self.pretrain_steps}")
             accepted = "'real', 'noise', 'auto' or a coreset method"
             if self.stage_init not in ("real", "noise", "auto") and issubclass(
                     start_method(self.stage_init, "stage_init", accepted), MatchingMethod):
@@ -201,8 +204,24 @@ class DC(MatchingMethod):
         grads = torch.autograd.grad(loss_real, [detached[n] for n in self.matched(net)])
         return [g.detach() for g in grads], aug
 
-    def build_view(self, state: MatchingState, generator: torch.Generator) -> _GradView:
+    def fresh_network(self, state: MatchingState, generator: torch.Generator) -> nn.Module:
+        """A network drawn from `generator`; with `pretrain_steps`, then trained that many SGD steps
+        (lr `lr_net`, momentum 0.9, batches of 256 random training images, augmented under DSA):
+        matching at briefly trained networks rather than at initialisation (IDC, Kim et al., ICML
+        2022, matches at networks trained on the real data)."""
         net = self.network(state.real, generator)
+        cfg = self.config
+        if cfg.pretrain_steps:
+            train = state.real.train
+            idx = torch.randint(len(train), (cfg.pretrain_steps * 256,), generator=generator)
+            fit(net, train.x[idx].float(), train.y[idx], epochs=1, lr=cfg.lr_net, generator=generator, momentum=0.9,
+                weight_decay=5e-4, batch_size=256, decay_at=None, dsa=state.dsa, precision=cfg.precision,
+                compile=cfg.compile)
+            net.train()
+        return net
+
+    def build_view(self, state: MatchingState, generator: torch.Generator) -> _GradView:
+        net = self.fresh_network(state, generator)
         params = dict(net.named_parameters())
         grads, augs = [], []
         for c in range(state.real.num_classes):
@@ -222,7 +241,7 @@ class DC(MatchingMethod):
             net = state.extra["net"]
             net.load_state_dict(view.weights)  # copies: the inner training below leaves the view intact
         else:
-            net = self.network(real, g)
+            net = self.fresh_network(state, g)
         net.train()
         matched = self.matched(net)
         buffers = dict(net.named_buffers())
