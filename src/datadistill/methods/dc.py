@@ -126,7 +126,9 @@ class DC(MatchingMethod):
             the image lr over the 1,000 iterations: 71.1 +- 0.4 from lr 0.1, 70.6 +- 0.1 from lr 0.3
             (against 71.2 +- 0.3). Nor the k-means start (`init=kmeans`, the real image nearest each
             class's mean in a trained ConvNet's features): 70.5 +- 0.4
-            (`benchmarks/screens/dsa_ipc1_field.sh init kmeans`, seed 0)."""
+            (`benchmarks/screens/dsa_ipc1_field.sh init kmeans`, seed 0). Nor matching at networks
+            first trained 20 SGD steps on real data (`pretrain_steps=20`, as IDC): 65.4 +- 1.1
+            (`benchmarks/screens/dsa_ipc1_field.sh pretrain_steps 20`, seed 0)."""
             outer = self.outer_loop or reference_loops(ipc)[0]
             if outer == 1:
                 return {"iterations": 1000, "init": "real", "pool_size": 64}
