@@ -462,6 +462,10 @@ def test_adversarial_teacher_recipe_keys_and_sre2l_inverts_it(real, teacher, tea
     # recipes without adversarial training keep the keys their caches were written under
     assert teacher_key(real, TINY_TEACHER) == teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial_steps=5))
     assert teacher_key(real, TINY_TEACHER) != teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5))
+    # and read as before in teacher.json and manifests (the bench compares them with today's default)
+    assert "adversarial" not in TINY_TEACHER.as_dict()
+    robust = dataclasses.replace(TINY_TEACHER, adversarial=0.5)
+    assert TeacherRecipe.from_dict(robust.as_dict()) == robust and TeacherRecipe.from_dict(TINY_TEACHER.as_dict()) == TINY_TEACHER
     with pytest.raises(ConfigError, match="adversarial"):
         TeacherRecipe(adversarial=-1.0)
     assert variant(teacher, real) is teacher

@@ -107,8 +107,12 @@ class TeacherRecipe:
         return cls(**fields, model_kwargs=model_kwargs_tuple(kwargs, "teacher"))
 
     def as_dict(self) -> dict[str, Any]:
+        """The recipe's fields; without adversarial training, its two fields are left out, so a recipe
+        reads (in teacher.json, a set's manifest and the cache key) as it did before they existed."""
         d = dataclasses.asdict(self)
         d["model_kwargs"] = dict(self.model_kwargs)
+        if not self.adversarial:
+            del d["adversarial"], d["adversarial_steps"]
         return d
 
 
@@ -151,8 +155,6 @@ class Teacher:
 
 def teacher_key(real: RealData, recipe: TeacherRecipe) -> str:
     desc = {k: v for k, v in recipe.as_dict().items() if k != "compile"}  # compile: speed only
-    if not recipe.adversarial:  # the recipes cached before adversarial training existed keep their keys
-        del desc["adversarial"], desc["adversarial_steps"]
     blob = json.dumps({"dataset": real.name, "n_train": len(real.train), "n_val": len(real.val),
                        "split": real.info.get("split_seed"), "recipe": desc}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
