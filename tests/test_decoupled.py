@@ -464,15 +464,16 @@ def test_adversarial_teacher_recipe_keys_and_sre2l_inverts_it(real, teacher, tea
     assert teacher_key(real, TINY_TEACHER) != teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5))
     # and read as before in teacher.json and manifests (the bench compares them with today's default)
     assert "adversarial" not in TINY_TEACHER.as_dict()
-    robust = dataclasses.replace(TINY_TEACHER, adversarial=0.5)
-    assert TeacherRecipe.from_dict(robust.as_dict()) == robust and TeacherRecipe.from_dict(TINY_TEACHER.as_dict()) == TINY_TEACHER
+    robust_recipe = dataclasses.replace(TINY_TEACHER, adversarial=0.5)
+    assert TeacherRecipe.from_dict(robust_recipe.as_dict()) == robust_recipe
+    assert TeacherRecipe.from_dict(TINY_TEACHER.as_dict()) == TINY_TEACHER
     with pytest.raises(ConfigError, match="adversarial"):
         TeacherRecipe(adversarial=-1.0)
     assert variant(teacher, real) is teacher
     kw = dict(iterations=20, batch_size=8, soft_labels="image", label_epochs=-1)
     plain = get_method("sre2l", **kw).distill(real, 1, seed=0, teacher=teacher)
-    robust = [get_method("sre2l", invert_adversarial=0.5, invert_epochs=2, **kw).distill(real, 1, seed=0, teacher=teacher)
-              for _ in range(2)]
+    robust = [get_method("sre2l", invert_adversarial=0.5, invert_epochs=2, **kw).distill(
+        real, 1, seed=0, teacher=teacher) for _ in range(2)]
     assert torch.equal(robust[0].images, robust[1].images)  # the robust network is trained once, then loaded
     assert not torch.equal(plain.images, robust[0].images)
     key = teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5, epochs=2))

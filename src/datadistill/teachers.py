@@ -218,9 +218,10 @@ def l2_attack(model: nn.Module, radius: float, steps: int, mean: Any, std: Any,
               precision: str = "bf16") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """`(x, y) -> x'`: projected gradient ascent on `model`'s cross-entropy within an l2 ball of
     `radius` around each image, measured in pixel units (x is normalised by `mean` / `std` per
-    channel; x' stays a valid image: no pixel leaves [0, 1], or, already outside, goes further). `steps` steps of 2.5 * radius / steps along
-    the normalised gradient from x itself (Madry et al.'s l2 attack). BatchNorm layers normalise with
-    the batch's statistics (the model trains) but their running statistics are left as they were."""
+    channel; x' stays a valid image: no pixel leaves [0, 1], or, already outside, goes further).
+    `steps` steps of 2.5 * radius / steps along the normalised gradient from x itself (Madry et al.'s
+    l2 attack). BatchNorm layers normalise with the batch's statistics (the model trains) but their
+    running statistics are left as they were."""
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     lo, hi = -m / s, (1 - m) / s

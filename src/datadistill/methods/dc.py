@@ -208,9 +208,9 @@ class DC(MatchingMethod):
 
     def fresh_network(self, state: MatchingState, generator: torch.Generator) -> nn.Module:
         """A network drawn from `generator`; with `pretrain_steps`, then trained that many SGD steps
-        (lr `lr_net`, momentum 0.9, batches of 256 random training images, augmented under DSA):
-        matching at briefly trained networks rather than at initialisation (IDC, Kim et al., ICML
-        2022, matches at networks trained on the real data)."""
+        (lr `lr_net`, momentum 0.9, weight decay 5e-4, batches of 256 random training images,
+        augmented under DSA): matching at briefly trained networks rather than at initialisation
+        (IDC, Kim et al., ICML 2022, matches at networks trained on the real data)."""
         net = self.network(state.real, generator)
         cfg = self.config
         if cfg.pretrain_steps:
@@ -219,7 +219,6 @@ class DC(MatchingMethod):
             fit(net, train.x[idx].float(), train.y[idx], epochs=1, lr=cfg.lr_net, generator=generator, momentum=0.9,
                 weight_decay=5e-4, batch_size=256, decay_at=None, dsa=state.dsa, precision=cfg.precision,
                 compile=cfg.compile)
-            net.train()
         return net
 
     def build_view(self, state: MatchingState, generator: torch.Generator) -> _GradView:

@@ -306,7 +306,7 @@ def _perturbed(nets: list[Any], x: torch.Tensor, y: torch.Tensor, rho: float, st
     saved = []
     try:
         for net in nets:
-            params = [p for p in net.model.parameters()]
+            params = list(net.model.parameters())
             saved.append((params, [p.detach().clone() for p in params]))
             for _ in range(steps):
                 for p in params:
@@ -376,7 +376,7 @@ class SRe2L(Method):
         target: Literal["label", "real"] = "label"  # what the cross-entropy pulls each image's prediction to
         target_after: float = 0.0  # target='real': the share of iterations run against the labels first
         invert_epochs: int = -1  # the network inverted: -1 the teacher; N a run of its recipe N epochs long
-        invert_adversarial: float = 0.0  # > 0: invert a network of the teacher's recipe trained adversarially (l2 radius)
+        invert_adversarial: float = 0.0  # > 0: invert the teacher's recipe trained adversarially (l2 radius)
         diversity: float = 0.0  # weight of the mean cosine similarity between same-class features in a batch
         diversity_floor: Literal["none", "real"] = "none"  # 'real': only the excess over real images' similarity
         ce_cap: float = 1.0  # an image whose class probability reaches this leaves the cross-entropy (1: never)
