@@ -479,6 +479,10 @@ def test_adversarial_teacher_recipe_keys_and_sre2l_inverts_it(real, teacher, tea
     key = teacher_key(real, dataclasses.replace(TINY_TEACHER, adversarial=0.5, epochs=2))
     assert (teacher_dir / f"teacher-{real.name}-{key}" / "teacher.json").is_file()
     assert robust[0].meta["teacher"] == plain.meta["teacher"]  # the labels still come from the teacher
+    # the manifest names the network the images were recovered from
+    assert "inverted" not in plain.meta
+    assert [n["recipe"]["adversarial"] for n in robust[0].meta["inverted"]] == [0.5]
+    assert robust[0].meta["inverted"][0]["key"] == key
     with pytest.raises(ConfigError, match="invert_adversarial"):
         get_method("sre2l", invert_adversarial=-0.1)
 

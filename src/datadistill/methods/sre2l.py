@@ -523,8 +523,10 @@ class SRe2L(Method):
             for stats in hooks:
                 stats.remove()
         order = torch.argsort(labels, stable=True)  # class by class, as every other method
-        syn = self.make_set(real, x_all[order], labels[order].long(), ipc, seed,
-                            meta={"iterations": cfg.iterations})
+        meta: dict[str, Any] = {"iterations": cfg.iterations}
+        if len(nets) > 1 or nets[0] is not teacher:  # the networks the images came from, when not the teacher alone
+            meta["inverted"] = [net.describe() for net in nets]
+        syn = self.make_set(real, x_all[order], labels[order].long(), ipc, seed, meta=meta)
         return relabel_set(syn, teacher, cfg, seed=seed, flip=flip, real=real, callbacks=callbacks)
 
     def _recover(self, x_all: torch.Tensor, labels: torch.Tensor, run: _Recovery) -> None:
