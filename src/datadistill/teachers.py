@@ -308,8 +308,7 @@ def labeler(teacher: Teacher, real: RealData | None, epochs: int,
     if epochs not in teacher.labelers:
         if real is None:
             raise ValueError("a labeler that is not the teacher is trained on the real data: pass real=")
-        teacher.labelers[epochs] = get_teacher(real, dataclasses.replace(teacher.recipe, epochs=epochs),
-                                               cache_dir=_cache_dir(teacher), progress=progress)
+        teacher.labelers[epochs] = variant(teacher, real, progress, epochs=epochs)
     return teacher.labelers[epochs]
 
 
@@ -318,8 +317,7 @@ def companions(teacher: Teacher, real: RealData, n: int,
     """`n` more teachers of `teacher`'s recipe with seeds `seed + 1 .. seed + n`: independently
     trained networks of the same architecture, loaded from (or trained into) the directory `teacher`
     was cached in. For methods that invert several networks at once (`sre2l teachers=`)."""
-    return [get_teacher(real, dataclasses.replace(teacher.recipe, seed=teacher.recipe.seed + i),
-                        cache_dir=_cache_dir(teacher), progress=progress) for i in range(1, n + 1)]
+    return [variant(teacher, real, progress, seed=teacher.recipe.seed + i) for i in range(1, n + 1)]
 
 
 def _cache_dir(teacher: Teacher) -> Path | None:

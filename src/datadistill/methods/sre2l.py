@@ -569,7 +569,8 @@ class SRe2L(Method):
             soft = None if run.targets is None else [t[start:start + run.per_batch] for t in run.targets]
             x0 = x_all[start:start + run.per_batch]
             x = (x0 if low is None else F.interpolate(x0, size=low, mode="area")).clone().requires_grad_(True)
-            with _perturbed(run.nets, full(x.detach()), y, cfg.perturb_rho, cfg.perturb_steps):
+            start_images = full(x.detach()) if cfg.perturb_rho else x  # what the weights are moved on
+            with _perturbed(run.nets, start_images, y, cfg.perturb_rho, cfg.perturb_steps):
                 self._recover_batch(x, y, b, len(batches), run, full, soft, groups)
             x_all[start:start + run.per_batch] = full(x.detach())
 
