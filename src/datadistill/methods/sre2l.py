@@ -151,6 +151,18 @@ adopt on a mean gain of 1.0 over the default sets of seeds 0 / 1 / 2 with no see
 control's mean, and mlp / lenet not losing more than 1.0. Seed 0 (AMD EPYC): the control **87.51 ±
 0.06** (shirts 53.0%), p = 0.015 **87.26 ± 0.17** (45.4%), p = 0.05 **87.29 ± 0.32** (49.8%): both arms
 lose to the default and to the control, and stop. (DWA's own script also starts from real images.)
+
+Two multi-network remedies from G-VBSM (Shao et al., CVPR 2024), screened on the validation split
+(IPC 10, seed 0, soft protocol, 2 models, the committed teacher and labeler; rules written before the
+runs, in each script: past seed 0 only on a gain of 0.5 over the default set's 87.56). Soft labels
+from an ensemble (the mean logits of the 6-epoch labelers of seeds 0, 1, 2; 90.64 / 90.52 / 91.20 on
+test) on the committed images and views: **87.37 +- 0.17**, shirts 44.2%
+(`benchmarks/screens/sre2l_label_ensemble.py`). Inverting a network of another architecture with the
+teacher (a ResNet-18 with BatchNorm, width 16, the teacher's recipe for 15 epochs: 93.86% test, 722 s;
+`teachers=2` with it as the companion): **87.72 +- 0.07**, shirts 53.2%, distilled in 238 s
+(`benchmarks/screens/sre2l_multiarch.py`): +0.16, under the rule. Both stop. The two networks' images
+are garments (`datadistill show`), but each class still carries one texture: horizontal stripes on
+T-shirts and pullovers, vertical ones on shirts.
 """
 from __future__ import annotations
 
