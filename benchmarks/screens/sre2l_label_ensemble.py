@@ -48,8 +48,8 @@ def main() -> None:
     real = dd.load_dataset(syn.dataset)
     cfg = METHODS.get(syn.method).Config(**syn.config).for_ipc(syn.ipc)
     teacher = T.get_teacher(real, T.TeacherRecipe.from_dict(syn.meta["teacher"]["recipe"]), cache_dir=args.teacher_cache)
-    nets = [T.variant(teacher, real, epochs=cfg.label_epochs, seed=int(s)) if cfg.label_epochs != T.SAME_TEACHER
-            else T.variant(teacher, real, seed=int(s)) for s in args.seeds.split(",")]
+    epochs = {} if cfg.label_epochs == T.SAME_TEACHER else {"epochs": cfg.label_epochs}  # the set's labeler
+    nets = [T.variant(teacher, real, seed=int(s), **epochs) for s in args.seeds.split(",")]
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([n.logits(x) for n in nets]).mean(0)
