@@ -59,8 +59,8 @@ def main() -> None:
     flip = bool(syn.meta["soft_labels"]["flip"])
     recipe = cfg.view_recipe(flip)
     views = relabel_views(x, logits, syn.num_classes, recipe, g, flip)
-    assert all(torch.equal(views[k], syn.views[k]) for k in views if k not in ("view_logits", "view_classes")), \
-        "the views differ from the stored set's"
+    if not all(torch.equal(views[k], syn.views[k]) for k in views if k not in ("view_logits", "view_classes")):
+        raise RuntimeError(f"{args.set_dir}: its stored views are not the ones its recipe and seed draw")
     meta = {**syn.meta, "soft_labels": describe_views(recipe, views),
             "labeler": {"ensemble": [n.describe() for n in nets]}}
     ens = dataclasses.replace(syn, labels=torch.softmax(logits(x), 1), views=views, meta=meta, made_by=None)

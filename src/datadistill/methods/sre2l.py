@@ -156,19 +156,20 @@ Two multi-network remedies from G-VBSM (Shao et al., CVPR 2024), screened on the
 (IPC 10, seed 0, soft protocol, 2 models, the committed teacher and labeler; rules written before the
 runs, in each script: past seed 0 only on a gain of 0.5 over the default set's 87.56). Soft labels
 from an ensemble (the mean logits of the 6-epoch labelers of seeds 0, 1, 2; 90.64 / 90.52 / 91.20 on
-test) on the committed images and views: **87.37 +- 0.17**, shirts 44.2%
+test) on the committed images and views: **87.37 ± 0.17**, shirts 44.2%
 (`benchmarks/screens/sre2l_label_ensemble.py`). Inverting a network of another architecture with the
 teacher (a ResNet-18 with BatchNorm, width 16, the teacher's recipe for 15 epochs: 93.86% test, 722 s;
-`teachers=2` with it as the companion): **87.72 +- 0.07**, shirts 53.2%, distilled in 238 s
+`teachers=2` with it as the companion): **87.72 ± 0.07**, shirts 53.2%, distilled in 238 s
 (`benchmarks/screens/sre2l_multiarch.py`): +0.16, under the rule. Both stop. The two networks' images
 are garments (`datadistill show`), but each class still carries one texture: horizontal stripes on
 T-shirts and pullovers, vertical ones on shirts.
 
-A larger `jitter` (the random shift, in pixels): at IPC 1 the screened values rose with it (0: 77.24,
-2: 77.28, 4: 79.70) and none above the default 4 had run. Rule written before the run: arms 6 and 8,
-seed 0 at IPC 1 (baseline: the committed set, 80.94) and at IPC 10 (87.56); past seed 0 only on a gain
-of 0.5 (`benchmarks/screens/sre2l_field.sh 1 jitter 6 8`, then `10`). IPC 1: 6 **80.04 +- 0.49**, 8
-**75.66 +- 1.89**; IPC 10: 6 **86.08 +- 0.32**, 8 **86.84 +- 0.11**: all lose; 4 stays.
+A larger `jitter` (the random shift, in pixels): at IPC 1 the screened values rose with it (seed 0,
+the labeler of that screen: 0 77.24, 2 77.28, 4 79.70) and none above the default 4 had run. Rule
+written before the run: arms 6 and 8, seed 0 at IPC 1 (baseline: the committed set, 80.94) and at IPC
+10 (87.56); past seed 0 only on a gain of 0.5 (`benchmarks/screens/sre2l_field.sh 1 jitter 6 8`, then
+`10`). IPC 1: 6 **80.04 ± 0.49**, 8 **75.66 ± 1.89**; IPC 10: 6 **86.08 ± 0.32**, 8 **86.84 ± 0.11**:
+all lose; 4 stays.
 """
 from __future__ import annotations
 
