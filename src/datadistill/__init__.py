@@ -23,11 +23,14 @@ from ._runtime import tune_allocator
 
 
 def distill(real: RealData, method: str, ipc: int, *, seed: int = 0, run_dir: str | Path | None = None,
-            callbacks=(), teacher: Any = None, **config: Any) -> SyntheticSet:
+            callbacks=(), teacher: Any = None, group: Any = None, **config: Any) -> SyntheticSet:
     """Distil `real` with registered `method` to `ipc` images per class; `config` overrides defaults.
-    Methods that need a teacher use `teacher` (`datadistill.teachers.get_teacher`)."""
+    Methods that need a teacher use `teacher` (`datadistill.teachers.get_teacher`). `group`: the
+    torchrun processes to split the classes across (`datadistill.distributed.from_env()`)."""
+    from .distributed import SINGLE
+
     return get_method(method, **config).distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks,
-                                                teacher=teacher)
+                                                teacher=teacher, group=group or SINGLE)
 
 
 def load(directory: str | Path) -> SyntheticSet:

@@ -1,11 +1,16 @@
 """Command-line interface: `datadistill distill|evaluate|show|export|list|bench|speed|teacher|demo`.
 
 Library errors (`DatadistillError`) become a one-line message on stderr and exit code 2.
+
+Under torchrun (`torchrun --nproc_per_node=N -m datadistill distill|evaluate ...`) `distill` splits a
+matching method's classes across the processes and `evaluate` its models (`datadistill.distributed`);
+only the first process shows progress, prints and writes.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -36,10 +41,14 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: yaml.safe_load(v) for k, v in parse_set_options(args.data_option).items()}
 
 
-def _device(name: str, cls=None) -> str:
+def _device(name: str, cls=None, group=None) -> str:
     """Check `--device`: a device PyTorch knows, visible here, and (with a method class `cls`) one
-    the method runs on."""
+    the method runs on. Under torchrun (`group`) a bare `cuda` is each process's own GPU (LOCAL_RANK)."""
     from .devices import check_device
+    from .distributed import local_rank
+
+    if name == "cuda" and group is not None and group.distributed:
+        name = f"cuda:{local_rank()}"
 
     try:
         device = check_device(name, here=False)
@@ -117,10 +126,13 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from .export import save_grid
     from .methods import METHODS
     from .methods._matching import CHECKPOINT_FILE, INIT_DIR
+    from .methods.base import check_split
 
     out = Path(args.out)
     cls = METHODS.get(args.method)
-    device = _device(args.device, cls)  # before anything touches the run directory
+    group = _group(args)
+    check_split(cls, group)
+    device = _device(args.device, cls, group)  # before anything touches the run directory
     check_ipc(args.ipc, "--ipc")
     check_seed(args.seed, "--seed")
     if args.resume:
@@ -143,14 +155,19 @@ def cmd_distill(args: argparse.Namespace) -> int:
     protocol = _protocol(args) if args.evaluate else None
     real, data_options = _load_real(args, args.dataset)
     teacher = _teacher(args, real, args.quiet) if "needs_teacher" in cls.tags else None
-    bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet)
+    # killed during its init stage: the stage resumes from its own checkpoint, the run starts
+    resume = args.resume and (out / CHECKPOINT_FILE).exists()
+    group.barrier()  # every process has checked the run directory before the first one writes into it
+    bar = _Bar(f"{args.method} ipc={args.ipc}", args.quiet or not group.main)
     try:
-        # killed during its init stage: the stage resumes from its own checkpoint, the run starts
-        resume = args.resume and (out / CHECKPOINT_FILE).exists()
         syn = method.distill(real.to(device), args.ipc, seed=args.seed, run_dir=out, callbacks=[bar],
-                             resume=resume, teacher=teacher)
+                             resume=resume, teacher=teacher, group=group)
     finally:
         bar.close()
+    if protocol is not None and not group.main:  # the other processes train their share of the models
+        _evaluate_into(out, syn, real, [protocol], True, teacher=teacher, device=device, group=group)
+    if not group.main:
+        return 0
     if args.data_dir:
         syn.meta["data_dir"] = str(Path(args.data_dir).resolve())
     if data_options:
@@ -162,28 +179,34 @@ def cmd_distill(args: argparse.Namespace) -> int:
     save_loss_curve(out, out / "loss.png")
     msg = f"{args.method}: {len(syn.images)} images in {syn.meta.get('wall_time_s', 0):.1f} s -> {out}"
     if protocol is not None:
-        _evaluate_into(out, syn, real, [protocol], args.quiet, teacher=teacher, device=device)
+        _evaluate_into(out, syn, real, [protocol], args.quiet, teacher=teacher, device=device, group=group)
         msg += f"; test accuracy {syn.meta['evaluation'][protocol.model]['mean']:.2f}%"
     print(msg)
     return 0
 
 
 def _evaluate_into(run_dir: Path, syn, real, protocols: Sequence, quiet: bool, split: str = "test",
-                   teacher=None, device: str = "cpu") -> dict:
+                   teacher=None, device: str = "cpu", group=None) -> dict:
     """Evaluate under each of `protocols` (one per architecture) on `split` and record it in the
     manifest: test results under `evaluation` (and in the report), validation results under
-    `validation` (for choosing configs; never in the report)."""
+    `validation` (for choosing configs; never in the report). Under a process group the models
+    are split across the processes and only the main one records."""
+    from .distributed import SINGLE
     from .evaluation import evaluate
     from .report import write_report
 
+    group = group or SINGLE
     results = {}
     for p in protocols:
-        bar = _Bar(f"evaluate {p.model}" + (" on the validation split" if split == "val" else ""), quiet)
+        bar = _Bar(f"evaluate {p.model}" + (" on the validation split" if split == "val" else ""),
+                   quiet or not group.main)
         try:
             results[p.model] = evaluate(syn, real, p, split=split, progress=bar, teacher=teacher,
-                                      device=device).as_dict()
+                                        device=device, group=group).as_dict()
         finally:
             bar.close()
+    if not group.main:
+        return results
     syn.meta.setdefault("evaluation" if split == "test" else "validation", {}).update(results)
     syn.save(run_dir)  # manifest now carries the evaluation
     if split == "test":
@@ -195,7 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .synthetic import SyntheticSet
 
     protocol = _protocol(args)
-    device = _device(args.device)
+    group = _group(args)
+    device = _device(args.device, group=group)
     syn = SyntheticSet.load(args.dir)
     # The data location recorded at distillation time is used unless --data-dir is given.
     real, _ = _load_real(args, syn.dataset, data_dir=syn.meta.get("data_dir"), options=syn.meta.get("data_options"))
@@ -205,7 +229,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         teacher = _set_teacher(args, syn, real)
     protocols = [_protocol(args, model=m) for m in models] or [protocol]
     results = _evaluate_into(Path(args.dir), syn, real, protocols, args.quiet, split=args.split,
-                             teacher=teacher, device=device)
+                             teacher=teacher, device=device, group=group)
+    if not group.main:
+        return 0
     if args.split == "val":
         print("validation split:")
     for model, r in results.items():
@@ -388,7 +414,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed, teacher_speed
+    from .bench.speed import DEFAULT_EVAL_PATHS, dc_speed, dm_speed, evaluation_speed, scaleout_speed, teacher_speed
     from .bench.tables import write_benchmarks_md
 
     if (args.set or args.widths) and args.what not in ("dc", "dsa"):
@@ -397,8 +423,16 @@ def cmd_speed(args: argparse.Namespace) -> int:
                                       or args.optimizer != "sgd"):
         raise ConfigError(f"speed --model, --batch-size, --paths and --optimizer apply to --what evaluation, "
                           f"not {args.what}")
+    if args.what != "scaleout" and (args.method is not None or args.processes is not None
+                                    or args.eval_models is not None):
+        raise ConfigError(f"speed --method, --processes and --eval-models apply to --what scaleout, not {args.what}")
     markdown = _report_path(args)
-    if args.what == "dm":
+    if args.what == "scaleout":
+        row = scaleout_speed(args.dataset, method=args.method or "dm", ipc=args.ipc, iterations=args.iterations,
+                             processes=args.processes or 2, eval_models=args.eval_models or 2, epochs=args.epochs,
+                             data_dir=args.data_dir, results_dir=Path(args.results), quiet=args.quiet,
+                             rounds=args.rounds)
+    elif args.what == "dm":
         row = dm_speed(args.dataset, ipc=args.ipc, data_dir=args.data_dir, results_dir=Path(args.results),
                        quiet=args.quiet, straightforward_iterations=args.iterations, rounds=args.rounds)
     elif args.what == "teacher":
@@ -534,12 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path), a DM "
                                       "iteration or a DC / DSA outer step (the straightforward per-class loop "
                                       "against ours), or a teacher training step")
-    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher"), default="evaluation",
+    sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher", "scaleout"), default="evaluation",
                     help="what to time (default: evaluation); teacher: the teacher recipe's batch norm as modules "
-                         "against its statistics from the patches")
+                         "against its statistics from the patches; scaleout: distill and evaluate in one process "
+                         "against several under torchrun")
+    sp.add_argument("--method", default=None, help="scaleout: the matching method distilled (default dm)")
+    sp.add_argument("--processes", type=int, default=None, help="scaleout: processes under torchrun (default 2)")
+    sp.add_argument("--eval-models", type=int, default=None,
+                    help="scaleout: models the evaluation trains (default 2; --epochs epochs each)")
     sp.add_argument("--iterations", type=int, default=5,
                     help="timed iterations (DM) or outer steps (DC / DSA) of the straightforward loop; teacher: "
-                         "training steps per epoch (2 timed epochs per path)")
+                         "training steps per epoch (2 timed epochs per path); scaleout: the method's iterations")
     sp.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist)")
     sp.add_argument("--ipc", type=int, default=10, help="images per class of the set timed (default 10)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -605,19 +644,38 @@ def _one_line_warnings(show):
     return show_warning
 
 
+_SPLIT_COMMANDS = ("distill", "evaluate")  # the commands that split their work across torchrun's processes
+
+
+def _group(args: argparse.Namespace):
+    """The torchrun process group `main` put in `args` (one process when none)."""
+    from .distributed import SINGLE
+
+    return getattr(args, "group", None) or SINGLE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ._runtime import tune_allocator
+    from .distributed import from_env
 
     parser = build_parser()
     args = parser.parse_args(argv)
     tune_allocator()  # no mmap per large tensor: about 1.8x faster training (see _runtime.py)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    where = ""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and args.command not in _SPLIT_COMMANDS:
+                raise ConfigError(f"{args.command} does not split across processes; run it without torchrun "
+                                  f"(commands that do: {', '.join(_SPLIT_COMMANDS)})")
+            group = from_env()
+            if group.distributed:
+                where = f" (process {group.rank} of {group.world})"
+            args.group = group
             return args.func(args)
     except DatadistillError as e:
-        print(f"datadistill: error: {e}", file=sys.stderr)
+        print(f"datadistill: error{where}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("datadistill: interrupted", file=sys.stderr)

@@ -135,6 +135,11 @@ def take(p: DSAParams, c: int) -> DSAParams:
     return _map(p, lambda v: v[c:c + 1])
 
 
+def take_range(p: DSAParams, start: int, stop: int) -> DSAParams:
+    """Entries start .. stop - 1 of per-group parameters (e.g. those of a block of classes)."""
+    return _map(p, lambda v: v[start:stop])
+
+
 def expand_params(p: DSAParams, counts: int) -> DSAParams:
     """Per-class parameters (one entry per class) -> per-image parameters for images grouped by
     class, `counts` images per class."""

@@ -463,3 +463,115 @@ def teacher_speed(dataset: str = "fashion-mnist", *, steps: int = 16, data_dir: 
     command = (f"datadistill speed --what teacher --dataset {dataset} --iterations {steps}"
                + (f" --rounds {rounds}" if rounds > 1 else ""))
     return _speed_row(what, setting, figures, command, rounds, results_dir, f"speed-teacher-{dataset}-s{steps}")
+
+
+SCALEOUT_METHODS = ("dm", "dm-multilayer", "dc", "dsa")
+
+
+def scaleout_speed(dataset: str = "fashion-mnist", *, method: str = "dm", ipc: int = 10, iterations: int = 300,
+                   processes: int = 2, eval_models: int = 2, epochs: int = 300, data_dir: str | None = None,
+                   results_dir: Path | None = None, quiet: bool = False, rounds: int = 1) -> dict[str, Any]:
+    """One process against `processes` processes under torchrun, side by side on this machine:
+    `datadistill distill` of `method` (its defaults, `iterations` iterations, seed 0, from random
+    real images so that no init stage is timed), then `datadistill evaluate` of the set it made
+    (`eval_models` ConvNet-3 models, the dsa protocol for `epochs` epochs). Three arms: 'one' (one
+    process with every thread this process has), 'one-narrow' (one process with the threads each
+    split process gets) and 'split' (`processes` processes under torchrun, each with its share of
+    the threads, OMP_NUM_THREADS as torchrun sets it). 'split' against 'one' is what a user of this
+    machine gains; against 'one-narrow', how the work divides (the same arithmetic per process, so
+    the same images and accuracies to the bit). Figures: the distillation's own wall time (the
+    manifest's, without start-up and data loading), each command's wall time as a user waits for
+    it, the speed-ups, and the largest pixel difference and equal accuracies against each single-
+    process arm. `rounds` > 1 alternates the order."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if method not in SCALEOUT_METHODS:
+        raise ConfigError(f"speed scaleout --method must be one of {', '.join(SCALEOUT_METHODS)}, got {method!r}")
+    for name, value in (("processes", processes - 1), ("iterations", iterations), ("eval models", eval_models),
+                        ("epochs", epochs)):
+        if value < 1:
+            raise ConfigError(f"speed scaleout {name} must be {'at least 2' if name == 'processes' else 'positive'}")
+    _check_rounds(rounds)
+    threads = torch.get_num_threads()
+    narrow = max(1, threads // processes)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    one = [sys.executable, "-m", "datadistill"]
+    launch = {"one": (one, threads), "one-narrow": (one, narrow),
+              "split": ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                         str(processes), "-m", "datadistill"], narrow)}
+    data = ["--dataset", dataset] + (["--data-dir", data_dir] if data_dir else [])
+    distill_args = ["distill", *data, "--method", method, "--ipc", str(ipc), "--seed", "0",
+                    "--set", f"iterations={iterations}", "--set", "init=real"]
+    eval_args = ["--protocol", "dsa", "--eval-set", f"num_models={eval_models}", "--eval-set", f"epochs={epochs}"]
+    work = Path(tempfile.mkdtemp(prefix="datadistill-scaleout-"))
+    runs = dict.fromkeys(launch, 0)
+    got: dict[str, dict[str, Any]] = {}
+    times: dict[str, list[float]] = {}
+
+    def run(cmd: list[str], threads_each: int) -> float:
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, env={**env, "OMP_NUM_THREADS": str(threads_each)}, capture_output=True, text=True)
+        if done.returncode != 0:  # the command's own one-line error (torchrun adds a report after it)
+            lines = [ln for ln in done.stderr.splitlines() if ln.startswith("datadistill: error")]
+            tail = lines[0] if lines else (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ConfigError(f"speed scaleout: {' '.join(cmd[:6])} ... failed: {tail}")
+        return time.perf_counter() - t0
+
+    def measure(arm: str) -> Callable[[], float]:
+        def go() -> float:
+            prefix, each = launch[arm]
+            runs[arm] += 1
+            out = work / f"{arm}{runs[arm]}"
+            wall = run([*prefix, "-q", *distill_args, "--out", str(out)], each)
+            manifest = json.loads((out / "manifest.json").read_text())
+            evaluated = work / f"{arm}{runs[arm]}-eval"
+            evaluated.mkdir()
+            for f in ("synthetic.safetensors", "manifest.json"):  # each arm evaluates the set it made
+                (evaluated / f).write_bytes((out / f).read_bytes())
+            eval_wall = run([*prefix, "-q", "evaluate", str(evaluated), *data[2:], *eval_args], each)
+            result = json.loads((evaluated / "manifest.json").read_text())["evaluation"]["convnet"]
+            got[arm] = {"out": out, "per_model": result["per_model"]}
+            times.setdefault(f"{arm} distill wall s", []).append(float(manifest["wall_time_s"]))
+            times.setdefault(f"{arm} distill command s", []).append(wall)
+            times.setdefault(f"{arm} evaluate command s", []).append(eval_wall)
+            if not quiet:
+                print(f"{arm}: distill {manifest['wall_time_s']:.1f} s ({wall:.1f} s command), evaluate "
+                      f"{eval_wall:.1f} s", flush=True)
+            return wall + eval_wall
+        return go
+
+    figures: dict[str, Any] = {}
+    try:
+        alternating({arm: measure(arm) for arm in launch}, rounds)
+        from ..synthetic import SyntheticSet
+
+        images = {arm: SyntheticSet.load(got[arm]["out"]).images for arm in launch}
+        for key, values in times.items():
+            _put_times(figures, key, values, rounds)
+        for arm in ("one", "one-narrow"):
+            figures[f"distill speed-up (split / {arm})"] = round(
+                figures[f"{arm} distill wall s"] / figures["split distill wall s"], 2)
+            figures[f"evaluate speed-up (split / {arm})"] = round(
+                figures[f"{arm} evaluate command s"] / figures["split evaluate command s"], 2)
+        for arm in ("one", "one-narrow"):
+            figures[f"largest pixel difference (split / {arm})"] = float((images["split"] - images[arm]).abs().max())
+            figures[f"same model accuracies (split / {arm})"] = got["split"]["per_model"] == got[arm]["per_model"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    what = (f"scale-out: 1 process against {processes} under torchrun, {method} IPC {ipc} ({iterations} iterations "
+            f"from random real images), then the evaluation of its set ({eval_models} ConvNet-3 models, dsa "
+            f"protocol, {epochs} epochs)")
+    setting = (f"{dataset}; one: 1 process of {threads} threads; one-narrow: 1 process of {narrow}; split: "
+               f"{processes} processes of {narrow} under torchrun, the classes split across them (distill) and the "
+               f"models (evaluate); {method}'s defaults")
+    command = (f"datadistill speed --what scaleout --method {method} --dataset {dataset} --ipc {ipc} "
+               f"--iterations {iterations} --processes {processes} --eval-models {eval_models} --epochs {epochs}"
+               + (f" --rounds {rounds}" if rounds > 1 else ""))
+    return _speed_row(what, setting, figures, command, rounds, results_dir,
+                      f"speed-scaleout-{method}-{dataset}-ipc{ipc}-p{processes}")

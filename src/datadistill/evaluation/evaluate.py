@@ -14,6 +14,7 @@ from .._runtime import machine, machine_text
 from ..augment import DSAConfig
 from ..data import RealData
 from ..devices import check_device, device_name
+from ..distributed import SINGLE, Group
 from ..errors import ConfigError
 from ..models import get_model
 from ..synthetic import SyntheticSet
@@ -64,7 +65,7 @@ def train_eval_models(
     targets: Callable[[torch.Tensor], torch.Tensor] | None = None,
     finished: Sequence[dict[str, Any]] = (), on_model: Callable[[dict[str, Any]], None] | None = None,
     device: str | torch.device | None = None, memory_format: str = "contiguous", fused_optimizer: bool = True,
-    checkpoints: str | Path | None = None,
+    checkpoints: str | Path | None = None, group: Group = SINGLE,
 ) -> tuple[list[float], list[list[float]], float, float]:
     """Train `protocol.num_models` fresh models on (x, y); return per-model accuracy (%),
     per-model per-class accuracy (%), training and testing seconds. `progress(done, total)` counts
@@ -81,7 +82,13 @@ def train_eval_models(
     `checkpoints`: a path prefix; model i keeps its training state in `<prefix>.model<i>.ckpt`
     (`FitCheckpoint`, written every few minutes), so a run killed in the middle of a model resumes
     at its last written epoch and ends as an uninterrupted run would; the file goes once `on_model`
-    has the model's record (or, without `on_model`, once the model is tested)."""
+    has the model's record (or, without `on_model`, once the model is tested).
+
+    `group` (`datadistill.distributed`): under torchrun, process r trains models r, r + N, ... and
+    every process returns all models' results; only the main process sees `progress` and `on_model`
+    (in model order). Each model's result is the one a single process computes for it."""
+    if not group.main:
+        progress = None
     if split not in ("test", "val"):
         raise ConfigError(f"evaluation split must be 'test' or 'val', got {split!r}")
     target = real.test if split == "test" else real.val
@@ -98,7 +105,7 @@ def train_eval_models(
         if digits_like(real) and "flip" in dsa.ops:
             dsa = dsa.without("flip")
     accs, per_class, t_train, t_test = [], [], 0.0, 0.0
-    where = machine_text(machine()) if on_model is not None else None
+    where = machine_text(machine())
     if len(finished) > protocol.num_models:
         raise ConfigError(f"{len(finished)} finished models given for a protocol of {protocol.num_models}")
     for rec in finished:
@@ -114,7 +121,7 @@ def train_eval_models(
             kept += FitCheckpoint(Path(f"{checkpoints}.model{len(finished)}.ckpt")).saved_epoch()
         if kept:
             progress(kept, protocol.num_models * protocol.epochs)
-    for i in range(len(finished), protocol.num_models):
+    def train_one(i: int) -> dict[str, Any]:
         seed = protocol.seed * 1000 + i
         with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's RNG is untouched
             torch.manual_seed(seed)
@@ -139,20 +146,34 @@ def train_eval_models(
         acc, pc = accuracy(model, test_x, test_y, real.num_classes, batch_size=protocol.eval_batch_size,
                            precision=protocol.precision)
         t2 = time.perf_counter()
-        train_s = t1 - t0 + fitted.earlier_s  # a model resumed from its checkpoint: its earlier training too
-        t_test += t2 - t1
-        t_train += train_s
-        accs.append(100 * acc)
-        per_class.append([100 * a for a in pc])
-        if on_model is not None:  # "machine": a resumed evaluation's models may have trained on several CPUs
-            record = {"accuracy": accs[-1], "per_class": per_class[-1], "train_s": train_s, "test_s": t2 - t1,
-                      "device": device_name(dev), "memory_format": memory_format,
-                      "optimizer_kernel": "fused" if fused_optimizer else "loop", "machine": where}
-            if fitted.resumed_at:
-                record["resumed_at_epoch"] = fitted.resumed_at
-            on_model(record)
-        if ckpt is not None:
-            ckpt.unlink(missing_ok=True)
+        # "machine": a resumed evaluation's models may have trained on several CPUs
+        record = {"accuracy": 100 * acc, "per_class": [100 * a for a in pc],
+                  "train_s": t1 - t0 + fitted.earlier_s,  # a model resumed from its checkpoint: its earlier training too
+                  "test_s": t2 - t1, "device": device_name(dev), "memory_format": memory_format,
+                  "optimizer_kernel": "fused" if fused_optimizer else "loop", "machine": where}
+        if fitted.resumed_at:
+            record["resumed_at_epoch"] = fitted.resumed_at
+        return record
+
+    # Under a process group the models go round by round, one per process, and the records of a
+    # round are gathered in index order: each is what one process computes for that model alone.
+    todo = list(range(len(finished), protocol.num_models))
+    for start in range(0, len(todo), group.world):
+        batch = todo[start:start + group.world]
+        mine = batch[group.rank] if group.rank < len(batch) else None
+        got = train_one(mine) if mine is not None else None
+        records = group.gather(got)[:len(batch)]
+        for i, record in zip(batch, records):
+            accs.append(record["accuracy"])
+            per_class.append(record["per_class"])
+            t_train += record["train_s"]
+            t_test += record["test_s"]
+            if on_model is not None and group.main:
+                on_model(record)
+            if checkpoints is not None and i == mine:  # each process removes the file of the model it trained
+                Path(f"{checkpoints}.model{i}.ckpt").unlink(missing_ok=True)
+        if progress is not None and group.distributed:  # the round's other models are done too
+            progress((batch[-1] + 1) * protocol.epochs, protocol.num_models * protocol.epochs)
     return accs, per_class, t_train, t_test
 
 
@@ -170,6 +191,7 @@ def evaluate(
     memory_format: str = "contiguous",
     fused_optimizer: bool = True,
     checkpoints: str | Path | None = None,
+    group: Group = SINGLE,
     **overrides: Any,
 ) -> EvalResult:
     """Train `protocol.num_models` fresh models on `synthetic`, test each on `real`'s `split`.
@@ -186,7 +208,8 @@ def evaluate(
     augmentation) is made on the CPU. `memory_format` ('contiguous' or 'channels_last'): the layout
     the models train in (`fit`), and `fused_optimizer` (the optimiser's fused kernel, or its loop):
     likewise only the rounding differs. `checkpoints`: a path prefix for each model's training
-    state, so a killed evaluation resumes inside a model too (`train_eval_models`).
+    state, so a killed evaluation resumes inside a model too (`train_eval_models`). `group`: the
+    models split across torchrun's processes (`train_eval_models`).
     """
     protocol = get_protocol(protocol, **overrides)
     dev = check_device(device) if device is not None else real.device
@@ -236,7 +259,7 @@ def evaluate(
                                                          finished=finished, on_model=on_model, device=dev,
                                                          memory_format=memory_format,
                                                          fused_optimizer=fused_optimizer,
-                                                         checkpoints=checkpoints)
+                                                         checkpoints=checkpoints, group=group)
     here = [rec.get("device", "cpu") for rec in finished] + [device_name(dev)] * (len(accs) - len(finished))
     pcm = [statistics.fmean(col) if not any(math.isnan(v) for v in col) else math.nan for col in zip(*per_class)]
     return EvalResult(

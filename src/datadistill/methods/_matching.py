@@ -23,6 +23,12 @@ A method subclasses `MatchingMethod` and implements hooks:
 
 All randomness of the loop is drawn from `state.generator` (a `torch.Generator` seeded by the seed),
 whose state is checkpointed.
+
+Under torchrun (`state.group`, `datadistill.distributed`) each process owns a block of classes
+(`state.own`): a method tagged 'splits_classes' draws every random number as one process would,
+computes only its own classes' terms, and `update` sums the loss over the processes; the loop
+gathers the images (`state.all_images`) for checkpoints, validation and the result, and only the
+main process writes files.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from ..augment import DSAConfig
 from ..augment.dsa import DEFAULT_STRATEGY
 from ..config import before_fields, config_dict, differs
 from ..data import RealData
+from ..distributed import SINGLE, Group
 from ..errors import ConfigError, DivergenceError, RunDirError, UnknownNameError
 from ..models import get_model
 from ..synthetic import MANIFEST_FILE, SyntheticSet
@@ -153,24 +160,41 @@ class MatchingState:
     iteration: int = 0
     updates: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    group: Group = SINGLE
 
     @property
     def bf16(self) -> bool:
         return self.config.precision == "bf16"
+
+    @property
+    def own(self) -> range:
+        """The classes this process owns (all of them in a single process)."""
+        return self.group.block(self.real.num_classes)
+
+    @property
+    def own_rows(self) -> slice:
+        """The rows of `images` holding the owned classes."""
+        return slice(self.own.start * self.ipc, self.own.stop * self.ipc)
+
+    def all_images(self) -> torch.Tensor:
+        """The current images (detached), each class as its owning process holds it; a collective
+        under a process group (every process calls it)."""
+        return self.group.gather_rows(self.images.detach(), self.real.num_classes, self.ipc)
 
     def class_images(self, c: int) -> torch.Tensor:
         return self.images[c * self.ipc:(c + 1) * self.ipc]
 
     def update(self, loss: torch.Tensor) -> float:
         """One optimiser step on the images from `loss`; raises DivergenceError on a non-finite loss
-        or non-finite gradients (the images are left as they were)."""
-        value = float(loss.detach())
+        or non-finite gradients (the images are left as they were). Returns the loss, summed over
+        the processes of a group (each holds its own classes' terms), which all raise alike."""
+        value = self.group.sum(float(loss.detach()))
         if not math.isfinite(value):
             raise DivergenceError(f"loss became {value} at iteration {self.iteration}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=[self.images])  # only the images: no gradients into network weights
         grad = self.images.grad
-        if grad is not None and not bool(torch.isfinite(grad).all()):
+        if self.group.any(grad is not None and not bool(torch.isfinite(grad).all())):
             raise DivergenceError(f"non-finite image gradient at iteration {self.iteration}")
         self.optimizer.step()
         self.updates += 1
@@ -199,7 +223,7 @@ class MatchingMethod(Method):
 
     # ---- the loop -------------------------------------------------------------------------------
     def _distill(self, real: RealData, ipc: int, *, seed: int, run_dir: Path | None,
-                 callbacks: tuple[Callback, ...], resume: bool = False) -> SyntheticSet:
+                 callbacks: tuple[Callback, ...], resume: bool = False, group: Group = SINGLE) -> SyntheticSet:
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         self.check_data(real)
         warn_if_slow_bf16(cfg.precision, real.device.type)
@@ -209,8 +233,10 @@ class MatchingMethod(Method):
         if cfg.init in ("real", "noise"):
             images, labels = self.initial_images(real, ipc, seed, generator)
         else:
-            start_set, stage_s = self.init_stage(real, ipc, seed, run_dir, callbacks)
+            start_set, stage_s = self.init_stage(real, ipc, seed, run_dir, callbacks, group)
             images, labels = self.images_from(start_set, real, ipc)
+            if group.distributed:  # a stage each process computed alone: all start from the main one's
+                images = group.gather(images.cpu())[0].to(real.device)
         images = images.detach().clone().requires_grad_(True)
         opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         dsa = None
@@ -221,7 +247,7 @@ class MatchingMethod(Method):
             if digits_like(real) and "flip" in dsa.ops:
                 dsa = dsa.without("flip")
         state = MatchingState(real=real, ipc=ipc, config=cfg, images=images, labels=labels, optimizer=opt,
-                              generator=generator, seed=seed, dsa=dsa)
+                              generator=generator, seed=seed, dsa=dsa, group=group)
         self.setup(state)
         elapsed_before = stage_s
         ckpt = run_dir / CHECKPOINT_FILE if run_dir is not None else None
@@ -229,7 +255,8 @@ class MatchingMethod(Method):
             if ckpt is None or not ckpt.exists():
                 raise RunDirError(f"nothing to resume: no {CHECKPOINT_FILE} in {run_dir}")
             elapsed_before = self._load_checkpoint(ckpt, state, real, ipc, seed)
-        metrics = _Metrics(run_dir / METRICS_FILE if run_dir is not None else None, state.iteration, resume)
+        metrics = _Metrics(run_dir / METRICS_FILE if run_dir is not None and group.main else None,
+                           state.iteration, resume)
         last_loss = math.nan
         losses: list[float] = []
         try:
@@ -249,7 +276,9 @@ class MatchingMethod(Method):
                     row = {"iteration": it + 1, "loss": sum(losses) / len(losses), "elapsed_s": round(elapsed, 3)}
                     losses = []
                     if cfg.val_every and ((it + 1) % cfg.val_every == 0 or it + 1 == cfg.iterations):
-                        row["val_accuracy"] = self.validate_now(state)
+                        current = state.all_images()
+                        if group.main:
+                            row["val_accuracy"] = self.validate_now(state, current)
                     metrics.write(row)
                 if ckpt is not None and ((cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0)
                                          or it + 1 == cfg.iterations):
@@ -258,7 +287,7 @@ class MatchingMethod(Method):
         finally:
             metrics.close()
         wall = elapsed_before + time.perf_counter() - start
-        syn = self.make_set(real, images.detach(), labels, ipc, seed)
+        syn = self.make_set(real, state.all_images(), labels, ipc, seed)
         syn.meta.update({"iterations": cfg.iterations, "final_loss": last_loss, "wall_time_s": round(wall, 3)})
         return syn
 
@@ -308,13 +337,15 @@ class MatchingMethod(Method):
         return METHODS.get(cfg.init)(**cfg.init_overrides()).for_ipc(ipc)
 
     def init_stage(self, real: RealData, ipc: int, seed: int, run_dir: Path | None,
-                   callbacks: tuple[Callback, ...] = ()) -> tuple[SyntheticSet, float]:
+                   callbacks: tuple[Callback, ...] = (), group: Group = SINGLE) -> tuple[SyntheticSet, float]:
         """The set that method `init` distils (`init_method`) at the same IPC and seed, and
         the wall time to count for it: 0 when computed now (the caller's clock runs), its recorded
         wall time when loaded. With a run directory the stage is kept in `run_dir/init` (an
         iterative init checkpoints there while it runs), so a resumed or repeated run does not
         distil it again; a stored stage made with another config, IPC, seed or dataset is redone.
-        `callbacks` see the stage's progress with the message 'init: <method>'."""
+        `callbacks` see the stage's progress with the message 'init: <method>'. Under a process
+        group a stage that splits its classes runs split; any other each process computes alone;
+        only the main process stores it."""
         method = self.init_method(ipc)
         stage = run_dir / INIT_DIR if run_dir is not None else None
         if stage is not None and (stage / MANIFEST_FILE).exists():
@@ -327,9 +358,10 @@ class MatchingMethod(Method):
                 stage / CHECKPOINT_FILE)[1]["identity"]
         tagged = [lambda p, cb=cb: cb(dataclasses.replace(p, message=f"init: {method.name}")) for cb in callbacks]
         on = method.place(real, real.device)  # a CPU-only start (e.g. a coreset) of a GPU run: on the CPU
+        split = group if "splits_classes" in method.tags else SINGLE
         got = method.distill(on, ipc, seed=seed, run_dir=stage if isinstance(method, MatchingMethod) else None,
-                             resume=resume, callbacks=tagged)
-        if stage is not None:
+                             resume=resume, callbacks=tagged, group=split)
+        if stage is not None and group.main:
             got.save(stage)
         return got, 0.0
 
@@ -342,12 +374,13 @@ class MatchingMethod(Method):
             raise ConfigError(f"init {self.config.init!r} did not return {ipc} images per class")  # type: ignore[attr-defined]
         return images.float().to(real.device), labels
 
-    def validate_now(self, state: MatchingState) -> float:
-        """Quick accuracy (%) of the current images on the validation split: one ConvNet, no
-        augmentation, `val_epochs` epochs; never the test split."""
+    def validate_now(self, state: MatchingState, images: torch.Tensor | None = None) -> float:
+        """Quick accuracy (%) of the current images (or `images`) on the validation split: one
+        ConvNet, no augmentation, `val_epochs` epochs; never the test split."""
         from ..evaluation import evaluate
 
-        syn = self.make_set(state.real, state.images.detach().clone(), state.labels, state.ipc, state.seed)
+        images = state.images if images is None else images
+        syn = self.make_set(state.real, images.detach().clone(), state.labels, state.ipc, state.seed)
         real = state.extra.get("cpu_real") or state.real.to("cpu")  # evaluation runs on the CPU
         state.extra["cpu_real"] = real
         with torch.random.fork_rng(devices=[]):
@@ -406,15 +439,20 @@ class MatchingMethod(Method):
                          elapsed: float) -> None:
         from safetensors.torch import save
 
-        tensors = {"images": state.images.detach().cpu().contiguous(),
+        # under a process group every process gathers (a collective), the main one writes
+        tensors = {"images": state.all_images().cpu().contiguous(),
                    "generator_state": state.generator.get_state().clone()}
         buf = state.optimizer.state.get(state.images, {}).get("momentum_buffer")
-        if buf is not None:
-            tensors["momentum_buffer"] = buf.cpu().contiguous()
+        if state.group.any(buf is not None):
+            if buf is None:
+                buf = torch.zeros_like(state.images)
+            tensors["momentum_buffer"] = state.group.gather_rows(buf, real.num_classes, ipc).cpu().contiguous()
         extra_t, extra_info = self.state_dict(state)
         tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
         info = {"identity": self._checkpoint_identity(real, ipc, seed), "iteration": state.iteration,
                 "updates": state.updates, "elapsed_s": elapsed, "extra": extra_info}
+        if not state.group.main:
+            return
         atomic_write_bytes(path, save(tensors, metadata={"datadistill_checkpoint": json.dumps(info)}))
 
     @staticmethod

@@ -15,6 +15,7 @@ from .._runtime import machine
 from ..config import check_ipc, check_seed, config_dict, update_config
 from ..data import RealData
 from ..devices import device_name  # noqa: F401  (re-exported: methods.base.device_name)
+from ..distributed import SINGLE, Group
 from ..errors import ConfigError
 from ..registry import Registry
 from ..synthetic import SyntheticSet
@@ -57,7 +58,9 @@ class Method:
     """Subclasses set `name`, `Config`, `tags` and implement `_distill`.
 
     Tags: 'selection' (returns real images), 'iterative' (checkpoints and resumes), 'soft_labels',
-    'needs_teacher', 'needs_experts', 'learns_lr'. The constructor only stores configuration.
+    'needs_teacher', 'needs_experts', 'learns_lr', 'splits_classes' (runs under torchrun with its
+    classes split across the processes, `datadistill.distributed`). The constructor only stores
+    configuration.
     """
 
     name: ClassVar[str] = ""
@@ -88,15 +91,22 @@ class Method:
         callbacks: Sequence[Callback] = (),
         resume: bool = False,
         teacher: Any = None,
+        group: Group = SINGLE,
     ) -> SyntheticSet:
         """Distil `real` to `ipc` images per class. Deterministic given `seed`.
 
         Iterative methods checkpoint into `run_dir`; `resume=True` continues from its checkpoint
         and ends as an uninterrupted run would. Methods without iterations ignore `resume`.
         Methods tagged 'needs_teacher' use `teacher` (a `teachers.Teacher`, e.g. from
-        `get_teacher(real, cache_dir=...)`); without one they train a default teacher first."""
+        `get_teacher(real, cache_dir=...)`); without one they train a default teacher first.
+        `group`: the torchrun processes this run is split across (methods tagged 'splits_classes');
+        every process returns the whole set, and only the main one writes into `run_dir`."""
         check_ipc(ipc)
         check_seed(seed)
+        check_split(type(self), group)
+        if group.world > real.num_classes:
+            raise ConfigError(f"{group.world} processes for {real.num_classes} classes: each process needs a class "
+                              "of its own; start at most as many processes as there are classes")
         if real.device.type not in self.devices:
             raise ConfigError(f"{self.name} runs on {' or '.join(self.devices)}, not on {real.device.type}; "
                               "distil it from data on the CPU")
@@ -106,9 +116,11 @@ class Method:
         concrete = self.for_ipc(ipc)
         if concrete is not self:
             return concrete.distill(real, ipc, seed=seed, run_dir=run_dir, callbacks=callbacks, resume=resume,
-                                    teacher=teacher)
+                                    teacher=teacher, group=group)
         start = time.perf_counter()
         kwargs: dict[str, Any] = {"resume": resume} if "iterative" in self.tags else {}
+        if "splits_classes" in self.tags:
+            kwargs["group"] = group
         if "needs_teacher" in self.tags:
             kwargs["teacher"] = teacher
         result = self._distill(real, ipc, seed=seed, run_dir=Path(run_dir) if run_dir else None,
@@ -164,6 +176,14 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def check_split(cls: type[Method], group: Group) -> None:
+    """Raise ConfigError when `group` has several processes and method `cls` cannot split across them."""
+    if group.distributed and "splits_classes" not in cls.tags:
+        able = ", ".join(n for n in METHODS.names() if "splits_classes" in METHODS.get(n).tags)
+        raise ConfigError(f"{cls.name} does not split across processes; run it without torchrun "
+                          f"(methods that do: {able})")
 
 
 def register(cls: type[Method]) -> type[Method]:

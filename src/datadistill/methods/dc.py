@@ -12,6 +12,11 @@ class under bf16 autocast, the synthetic side (double backward) in eager bf16, a
 training reuses the evaluation's compiled training step. The reference's loops per IPC are the
 defaults (`outer_loop` / `inner_loop` = 0 picks them).
 
+Under torchrun the classes are split across the processes (`datadistill.distributed`): each
+draws every class's real batch and augmentation (so the generators stay in step) but computes the
+real and synthetic gradients of its own classes only; before the inner training the processes
+gather the images, all train the network alike, and take the main process's weights.
+
 Caching what does not change: the first outer step of an iteration matches at a freshly
 initialised network, where the real gradients depend only on (network, augmentation draw, real
 batch), not on the synthetic images. With `pool_size` > 0 those first steps draw from a pool of
@@ -77,7 +82,7 @@ def gradient_distance(gw_syn: list[torch.Tensor], gw_real: list[torch.Tensor]) -
 class _GradView:
     weights: dict[str, torch.Tensor]  # the network's initial parameters and buffers
     augs: list[DSAParams] | None  # per class: one draw, shared by the real and the synthetic images
-    grads: list[list[torch.Tensor]]  # per class: real-loss gradients of the matched weights
+    grads: list[list[torch.Tensor] | None]  # per class: real-loss gradients of the matched weights (owned classes)
 
 
 @register
@@ -165,7 +170,7 @@ class DC(MatchingMethod):
                     start_method(self.stage_init, "stage_init", accepted), MatchingMethod):
                 raise ConfigError(f"stage_init must be {accepted}, got {self.stage_init!r}")
 
-    tags = frozenset({"iterative"})
+    tags = frozenset({"iterative", "splits_classes"})
 
     def loops(self, ipc: int) -> tuple[int, int]:
         ref_outer, ref_inner = reference_loops(ipc)
@@ -191,14 +196,18 @@ class DC(MatchingMethod):
         return [n for n, p in net.named_parameters() if p.ndim >= 2]
 
     def real_gradients(self, state: MatchingState, net: nn.Module, params: dict[str, torch.Tensor], c: int,
-                       generator: torch.Generator) -> tuple[list[torch.Tensor], DSAParams | None]:
+                       generator: torch.Generator) -> tuple[list[torch.Tensor] | None, DSAParams | None]:
         """Gradients of the matched weights on a fresh real batch of class `c` (augmented with a
-        fresh draw under DSA), and that draw."""
+        fresh draw under DSA), and that draw; for a class another process owns, only the draws
+        (None for the gradients)."""
         real = state.real
         x_real = real.sample_class(c, self.config.batch_real, generator)
         aug = None
         if state.dsa is not None:
             aug = sample(state.dsa, 1, tuple(real.image_shape[1:]), generator, batch_shared=True)
+        if c not in state.own:
+            return None, aug
+        if aug is not None:
             x_real = apply(x_real, broadcast(aug, len(x_real)))
         y_real = torch.full((len(x_real),), c, dtype=torch.long)
         detached = {n: p.detach().requires_grad_(True) for n, p in params.items()}
@@ -219,6 +228,7 @@ class DC(MatchingMethod):
             fit(net, train.x[idx].float(), train.y[idx], epochs=1, lr=cfg.lr_net, generator=generator, momentum=0.9,
                 weight_decay=5e-4, batch_size=256, decay_at=None, dsa=state.dsa, precision=cfg.precision,
                 compile=cfg.compile)
+            state.group.broadcast_module(net)
         return net
 
     def build_view(self, state: MatchingState, generator: torch.Generator) -> _GradView:
@@ -255,6 +265,8 @@ class DC(MatchingMethod):
                     gw_real, aug = view.grads[c], (view.augs[c] if view.augs is not None else None)
                 else:
                     gw_real, aug = self.real_gradients(state, net, params, c, g)
+                if gw_real is None:  # another process's class
+                    continue
                 x_syn = state.class_images(c)
                 if aug is not None:
                     x_syn = apply(x_syn, broadcast(aug, len(x_syn)))
@@ -266,10 +278,11 @@ class DC(MatchingMethod):
             total += state.update(loss)
             if ol == outer - 1:
                 break
-            fit(net, state.images.detach().clone(), state.labels, epochs=inner, lr=cfg.lr_net, generator=g,
+            fit(net, state.all_images().clone(), state.labels, epochs=inner, lr=cfg.lr_net, generator=g,
                 momentum=0.0, weight_decay=0.0, batch_size=cfg.batch_train, decay_at=None, dsa=state.dsa,
                 precision=cfg.precision, compile=cfg.compile,
                 fused_optimizer=False)  # the optimiser loop that made the stored sets (see fit)
+            state.group.broadcast_module(net)  # one network for all, whatever each process's rounding
         return total / outer
 
 

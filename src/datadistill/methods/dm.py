@@ -15,6 +15,11 @@ random and only the synthetic images go through the network (all classes in one 
 many networks. The views are built from their own seeds (derived from the run's seed and the view
 number), so a resumed run rebuilds exactly the pool it had. `pool_size=0` is the reference
 schedule: a fresh view every iteration, used once (still batched over classes).
+
+Under torchrun the classes are split across the processes (`datadistill.distributed`): a view's
+network and draws are made whole by every process, but each computes the real statistics and the
+synthetic forward of its own classes only; a class's images get gradient from its own term alone,
+so the split changes nothing but the arithmetic's batching.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..augment.dsa import DSAParams, apply, expand_params, sample, take
+from ..augment.dsa import DSAParams, apply, expand_params, sample, take, take_range
 from ..errors import ConfigError
 from ._matching import MatchingConfig, MatchingMethod, MatchingState
 from .base import register
@@ -54,7 +59,7 @@ class _View:
     buffers: dict[str, torch.Tensor]
     aug: DSAParams | None  # per class
     syn_aug: DSAParams | None  # the same, expanded to the synthetic images (ipc per class)
-    targets: list[torch.Tensor]  # per matched statistic: (C, D) real class statistics
+    targets: list[torch.Tensor]  # per matched statistic: (C, D) real statistics of the owned classes
 
 
 @register
@@ -92,7 +97,7 @@ class DM(MatchingMethod):
             is the image nearest the class mean) keeps the paper's random real images until screened."""
             return {"init": "kmeans" if ipc >= 2 else "real"}
 
-    tags = frozenset({"iterative"})
+    tags = frozenset({"iterative", "splits_classes"})
     devices = ("cpu", "cuda")  # everything follows the real data's device
 
     # ---- what is matched (the multi-layer form overrides these) --------------------------------
@@ -129,7 +134,8 @@ class DM(MatchingMethod):
         state.extra["features"] = torch.compile(feats, dynamic=False) if cfg.compile else feats
 
     def build_view(self, state: MatchingState, generator: torch.Generator) -> _View:
-        """A network, an augmentation draw and the real class statistics under them."""
+        """A network, an augmentation draw and the real class statistics under them (of the owned
+        classes; every class's real batch is drawn, so the generator moves as in one process)."""
         real, cfg = state.real, self.config
         net = self.network(real, generator)
         params = {f"net.{k}": v.detach() for k, v in net.named_parameters()}
@@ -141,21 +147,24 @@ class DM(MatchingMethod):
         with torch.no_grad():
             for c in range(real.num_classes):  # one class per forward: one shape, one compile
                 xb = real.sample_class(c, cfg.batch_real, generator)
+                if c not in state.own:
+                    continue
                 if aug is not None:
                     xb = apply(xb, expand_params(take(aug, c), cfg.batch_real))
                 stats.append(self.statistics(state.extra["features"](params, buffers, xb), 1, cfg.batch_real))
         sums = [torch.cat(parts) for parts in zip(*stats)]
-        syn_aug = expand_params(aug, state.ipc) if aug is not None else None
+        own = state.own
+        syn_aug = expand_params(take_range(aug, own.start, own.stop), state.ipc) if aug is not None else None
         return _View(params=params, buffers=buffers, aug=aug, syn_aug=syn_aug, targets=sums)
 
     def iteration(self, state: MatchingState, it: int) -> float:
         cfg = self.config
         view = self.pooled_view(state, it) if cfg.pool_size else self.build_view(state, state.generator)
-        x = state.images
+        x = state.images[state.own_rows]
         if view.syn_aug is not None:
             x = apply(x, view.syn_aug)
         feats = state.extra["features"](view.params, view.buffers, x)
-        stats = self.statistics(feats, state.real.num_classes, state.ipc)
+        stats = self.statistics(feats, len(state.own), state.ipc)
         return state.update(self.match_loss(stats, view.targets))
 
 
