@@ -83,8 +83,7 @@ def _worker(rank: int, world: int, store: str, job: str, out: str) -> None:
         except ConfigError as e:
             results["raised"] = str(e)
     torch.save(results, f"{out}.{rank}")
-    if world > 1:
-        torch.distributed.destroy_process_group()
+    group.close()
 
 
 def _run(tmp_path: Path, job: str, world: int, tag: str) -> list[dict]:
@@ -111,7 +110,8 @@ def test_split_matching_runs_give_one_process_images(tmp_path):
             images, loss = split[r][name]
             assert torch.allclose(images, ref_images, atol=1e-5, rtol=0), name
             assert loss == pytest.approx(ref_loss, rel=1e-5), name
-        assert not torch.equal(ref_images, make_tiny_real().train.x[:1].expand_as(ref_images))
+    # the runs moved their images: the four methods start from the same real images (seed 1)
+    assert len({one[name][0].sum().item() for name in CONFIGS}) == len(CONFIGS)
 
 
 def test_a_split_run_resumes_to_what_one_process_gives(tmp_path):

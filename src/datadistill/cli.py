@@ -567,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("speed", help="speed side by side: evaluation (eager fp32 against the fast path), a DM "
                                       "iteration or a DC / DSA outer step (the straightforward per-class loop "
-                                      "against ours), or a teacher training step")
+                                      "against ours), a teacher training step, or one process against several under "
+                                      "torchrun (scaleout)")
     sp.add_argument("--what", choices=("evaluation", "dm", "dc", "dsa", "teacher", "scaleout"), default="evaluation",
                     help="what to time (default: evaluation); teacher: the teacher recipe's batch norm as modules "
                          "against its statistics from the patches; scaleout: distill and evaluate in one process "
@@ -673,7 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if group.distributed:
                 where = f" (process {group.rank} of {group.world})"
             args.group = group
-            return args.func(args)
+            code = args.func(args)
+            group.close()  # after an error torchrun stops the other processes instead
+            return code
     except DatadistillError as e:
         print(f"datadistill: error{where}: {e}", file=sys.stderr)
         return 2

@@ -108,6 +108,13 @@ class Group:
         if self.distributed:
             torch.distributed.barrier()
 
+    def close(self) -> None:
+        """Leave the group once every process is done (a process that left while another still used
+        the group's store could end the other's run with an abort at exit)."""
+        if self.distributed and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
 
 SINGLE = Group()
 
