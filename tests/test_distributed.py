@@ -180,7 +180,7 @@ def test_torchrun_distill_and_evaluate_match_one_process(tmp_path):
 
 @pytest.mark.parametrize("argv, needle", [
     (["speed", "--what", "scaleout", "--method", "rded"], "must be one of dm, dm-multilayer, dc, dsa"),
-    (["speed", "--what", "scaleout", "--processes", "1"], "processes must be at least 2"),
+    (["speed", "--what", "scaleout", "--processes", "1"], "processes must be at least 2, got 1"),
     (["speed", "--what", "dm", "--processes", "2"], "apply to --what scaleout"),
 ])
 def test_speed_scaleout_rejects_bad_input_in_one_line(argv, needle, capsys, tmp_path):

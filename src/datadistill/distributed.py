@@ -94,12 +94,20 @@ class Group:
         parts = self.gather(mine)
         return torch.cat(parts).to(x.device, x.dtype)
 
+    def from_main(self, obj: Any) -> Any:
+        """The main process's `obj` (picklable), on every process (the others' `obj` is ignored)."""
+        if not self.distributed:
+            return obj
+        box = [obj if self.main else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """The main process's parameters and buffers, copied into `module` on every process."""
         if not self.distributed:
             return
         state = module.state_dict()
-        got = self.gather({k: v.detach().cpu() for k, v in state.items()} if self.main else None)[0]
+        got = self.from_main({k: v.detach().cpu() for k, v in state.items()} if self.main else None)
         with torch.no_grad():
             for k, v in state.items():
                 v.copy_(got[k].to(v.device))

@@ -236,7 +236,7 @@ class MatchingMethod(Method):
             start_set, stage_s = self.init_stage(real, ipc, seed, run_dir, callbacks, group)
             images, labels = self.images_from(start_set, real, ipc)
             if group.distributed:  # a stage each process computed alone: all start from the main one's
-                images = group.gather(images.cpu())[0].to(real.device)
+                images = group.from_main(images.cpu()).to(real.device)
         images = images.detach().clone().requires_grad_(True)
         opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum_img)
         dsa = None
@@ -443,9 +443,7 @@ class MatchingMethod(Method):
         tensors = {"images": state.all_images().cpu().contiguous(),
                    "generator_state": state.generator.get_state().clone()}
         buf = state.optimizer.state.get(state.images, {}).get("momentum_buffer")
-        if state.group.any(buf is not None):
-            if buf is None:
-                buf = torch.zeros_like(state.images)
+        if buf is not None:  # the same on every process: all take every step
             tensors["momentum_buffer"] = state.group.gather_rows(buf, real.num_classes, ipc).cpu().contiguous()
         extra_t, extra_info = self.state_dict(state)
         tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
